@@ -1,0 +1,214 @@
+"""Building the list of image pairs (the "scene graph") fed to pairwise DUSt3R / MASt3R inference.
+
+:func:`make_pairs` returns ``(view_i, view_j)`` tuples of the view dicts it is given. The pair order
+is the one of the original implementation, because downstream results (batching, the global
+aligner's edge order) depend on it:
+
+* ``complete``: every ``(i, j)`` with ``j < i``, in the order ``(1, 0), (2, 0), (2, 1), (3, 0), ...``
+* ``swin[-N][-noncyclic]``: each image with its ``N`` (default 3) successors, wrapping around the
+  end of the sequence unless ``noncyclic``;
+* ``logwin[-N][-noncyclic]``: each image with the images at offsets ``+-1, +-2, +-4, ...,
+  +-2**(N-1)`` (default ``N = 3``), wrapping unless ``noncyclic``;
+* ``oneref[-ID]``: image ``ID`` (default 0) with every other image, as ``(ID, j)`` for increasing j.
+
+For ``swin`` / ``logwin`` the original collects the undirected edges ``(min, max)`` in a Python
+``set`` and emits them in the set's iteration order. That order is a deterministic function of
+the values inserted and of their insertion order (``int`` and ``tuple`` hashes are not salted),
+so this module inserts exactly the same edges in exactly the same order into a ``set`` to
+reproduce it. One deliberate difference: with a cyclic window at least as large as the number
+of images, the original also emits self-pairs ``(i, i)``; they are dropped here (the remaining
+pairs keep the original's order).
+
+``symmetrize=True`` appends every pair reversed, after all the forward pairs. The optional
+``prefilter`` (``'seqN'`` / ``'cycN'``) then keeps only the pairs whose ``idx`` differ by at most
+``N`` (cyclically for ``cyc``, with the number of images taken as ``max(idx) + 1``).
+
+``retrieval-Na-k`` graphs need the image-retrieval model of MASt3R, which this reimplementation
+does not provide: they raise :class:`NotImplementedError`.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["make_pairs", "sel", "filter_pairs_seq", "filter_edges_seq"]
+
+View = Dict[str, Any]
+Pair = Tuple[View, View]
+
+_ACCEPTED = ("'complete', 'swin', 'swin-N', 'swin-N-noncyclic', 'logwin', 'logwin-N', "
+             "'logwin-N-noncyclic', 'oneref', 'oneref-ID' (N >= 1 a window size, ID an image index)")
+_WINDOW_RE = re.compile(r"^(swin|logwin)(?:-(\d+))?(?:-(noncyclic|cyclic))?$")
+_ONEREF_RE = re.compile(r"^oneref(?:-(\d+))?$")
+_PREFILTER_RE = re.compile(r"^(seq|cyc)(\d+)$")
+_DEFAULT_WINDOW = 3
+
+
+def _bad_graph(scene_graph: Any, why: str = "") -> ValueError:
+    extra = f" ({why})" if why else ""
+    return ValueError(f"unknown scene graph {scene_graph!r}{extra}; accepted forms: {_ACCEPTED}")
+
+
+def _window_candidates(n: int, kind: str, window: int, cyclic: bool) -> Iterator[Tuple[int, int]]:
+    """Undirected edges (min, max) proposed by a swin/logwin graph, in the original's order.
+
+    May yield duplicates and (for cyclic swin) self-edges; the caller dedups with a set.
+    """
+    if kind == "swin":
+        offsets = list(range(1, window + 1))
+    else:  # logwin: symmetric power-of-two offsets, all negative ones first
+        powers = [2 ** p for p in range(window)]
+        offsets = [-o for o in powers] + powers
+    for i in range(n):
+        for off in offsets:
+            j = i + off
+            if cyclic:
+                j %= n
+            if j < 0 or j >= n:
+                continue
+            if kind == "logwin" and j == i:
+                continue
+            yield (min(i, j), max(i, j))
+
+
+def _graph_edges(scene_graph: str, n: int) -> List[Tuple[int, int]]:
+    """Ordered directed edges (i, j) = (view1 index, view2 index) of a scene graph on n images."""
+    if scene_graph == "complete":
+        return [(i, j) for i in range(n) for j in range(i)]
+
+    match = _WINDOW_RE.match(scene_graph)
+    if match:
+        kind, win, cyc = match.groups()
+        window = int(win) if win is not None else _DEFAULT_WINDOW
+        if window < 1:
+            raise _bad_graph(scene_graph, "the window size must be at least 1")
+        cyclic = cyc != "noncyclic"
+        edge_set = set()
+        for edge in _window_candidates(n, kind, window, cyclic):
+            edge_set.add(edge)  # same insertions, same order as the original => same iteration order
+        return [(i, j) for i, j in edge_set if i != j]
+
+    match = _ONEREF_RE.match(scene_graph)
+    if match:
+        ref = int(match.group(1)) if match.group(1) is not None else 0
+        if ref >= n:
+            raise ValueError(f"scene graph {scene_graph!r}: reference image {ref} is out of range "
+                             f"for {n} image(s)")
+        return [(ref, j) for j in range(n) if j != ref]
+
+    if scene_graph.startswith("retrieval"):
+        raise NotImplementedError(
+            f"scene graph {scene_graph!r}: retrieval-based pairing needs MASt3R's image-retrieval "
+            "model, which is not available in this reimplementation; use 'complete', 'swin-N', "
+            "'logwin-N' or 'oneref-ID' instead")
+    raise _bad_graph(scene_graph)
+
+
+def make_pairs(imgs: Sequence[View], scene_graph: str = "complete", prefilter: Optional[str] = None,
+               symmetrize: bool = True, sim_mat: Optional[Any] = None) -> List[Pair]:
+    """Pair up views according to a scene graph.
+
+    Args:
+        imgs: the N views (dicts with at least ``idx`` when ``prefilter`` is used), e.g. the
+            output of :func:`dust3r.utils.image.load_images`.
+        scene_graph: ``'complete'``, ``'swin[-N][-noncyclic]'``, ``'logwin[-N][-noncyclic]'`` or
+            ``'oneref[-ID]'`` (see the module docstring).
+        prefilter: None, ``'seqN'`` or ``'cycN'``: drop pairs whose ``idx`` are more than N
+            apart (cyclic distance for ``cyc``).
+        symmetrize: also add every pair reversed (appended after the forward pairs).
+        sim_mat: similarity matrix for ``retrieval`` graphs (unsupported, see module docstring).
+
+    Returns:
+        list of ``(view1, view2)`` tuples referencing the given dicts (not copies).
+
+    Raises:
+        ValueError: malformed ``scene_graph`` or ``prefilter``, ``oneref`` index out of range.
+        NotImplementedError: ``retrieval`` graphs.
+    """
+    if not isinstance(scene_graph, str):
+        raise _bad_graph(scene_graph, f"expected a string, got {type(scene_graph).__name__}")
+    imgs = list(imgs)
+    edges = _graph_edges(scene_graph, len(imgs))
+    pairs: List[Pair] = [(imgs[i], imgs[j]) for i, j in edges]
+    if symmetrize:
+        pairs = pairs + [(b, a) for a, b in pairs]
+
+    if prefilter is not None:
+        match = _PREFILTER_RE.match(prefilter) if isinstance(prefilter, str) else None
+        if match is None:
+            raise ValueError(f"unknown prefilter {prefilter!r}; accepted: None, 'seqN' or 'cycN' "
+                             "(N a non-negative integer distance between image indices)")
+        pairs = filter_pairs_seq(pairs, int(match.group(2)), cyclic=match.group(1) == "cyc")
+    logger.debug("make_pairs(%s, prefilter=%s, symmetrize=%s): %d images -> %d pairs",
+                 scene_graph, prefilter, symmetrize, len(imgs), len(pairs))
+    return pairs
+
+
+def sel(x: Any, kept: Sequence[int]) -> Any:
+    """Select the entries ``kept`` along the first axis of a (nested) batch.
+
+    Dicts are processed value by value, tensors / arrays indexed with ``kept``, lists / tuples
+    rebuilt with the kept elements; any other value is returned unchanged.
+    """
+    if isinstance(x, dict):
+        return {key: sel(value, kept) for key, value in x.items()}
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x[list(kept)]
+    if isinstance(x, (tuple, list)):
+        return type(x)([x[k] for k in kept])
+    return x
+
+
+def _filter_edges_seq(edges: Sequence[Tuple[int, int]], seq_dis_thr: int,
+                      cyclic: bool = False) -> List[int]:
+    """Positions of the edges whose endpoints are at most ``seq_dis_thr`` apart.
+
+    Args:
+        edges: E (i, j) index pairs.
+        seq_dis_thr: maximal index distance kept.
+        cyclic: measure the distance on a cycle of ``max(index) + 1`` images.
+
+    Returns:
+        sorted list of kept positions in ``edges``.
+    """
+    if len(edges) == 0:
+        return []
+    ij = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    dist = np.abs(ij[:, 0] - ij[:, 1])
+    if cyclic:
+        n = int(ij.max()) + 1
+        dist = np.minimum(dist, n - dist)
+    return np.flatnonzero(dist <= seq_dis_thr).tolist()
+
+
+def filter_pairs_seq(pairs: Sequence[Pair], seq_dis_thr: int, cyclic: bool = False) -> List[Pair]:
+    """Keep the pairs whose views' ``idx`` are at most ``seq_dis_thr`` apart (order preserved)."""
+    edges = [(int(v1["idx"]), int(v2["idx"])) for v1, v2 in pairs]
+    return [pairs[k] for k in _filter_edges_seq(edges, seq_dis_thr, cyclic=cyclic)]
+
+
+def filter_edges_seq(view1: Dict[str, Any], view2: Dict[str, Any], pred1: Dict[str, Any],
+                     pred2: Dict[str, Any], seq_dis_thr: int, cyclic: bool = False
+                     ) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any], Dict[str, Any]]:
+    """Same filter as :func:`filter_pairs_seq` on batched inference outputs.
+
+    Args:
+        view1, view2: collated views; ``view['idx']`` holds the B image indices.
+        pred1, pred2: the matching predictions, batched along the first axis (B, ...).
+        seq_dis_thr: maximal index distance kept.
+        cyclic: cyclic distance (on ``max(idx) + 1`` images).
+
+    Returns:
+        ``(view1, view2, pred1, pred2)`` restricted to the kept edges.
+    """
+    edges = [(int(i), int(j)) for i, j in zip(view1["idx"], view2["idx"])]
+    kept = _filter_edges_seq(edges, seq_dis_thr, cyclic=cyclic)
+    logger.info("filtering edges more than %d frames apart: kept %d/%d edges",
+                seq_dis_thr, len(kept), len(edges))
+    return sel(view1, kept), sel(view2, kept), sel(pred1, kept), sel(pred2, kept)

@@ -1,0 +1,199 @@
+"""Batched two-view inference over a list of image pairs.
+
+:func:`inference` encodes every distinct image once (the CroCo encoder is the same for every pair an image is
+in), then runs the decoders and heads on batches of pairs of the same image sizes. Results come back in the
+order of ``pairs``, on CPU, in the containers of the original implementation: tensors stacked over the pairs
+when all images share one size, Python lists of per-pair tensors otherwise.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from .model import upcast
+from .utils.device import collate_with_cat, to_cpu
+
+logger = logging.getLogger(__name__)
+
+_TO_DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "F_matrix", "corres")
+
+
+def _interleave_imgs(img1: dict, img2: dict) -> dict:
+    res = {}
+    for key, value1 in img1.items():
+        value2 = img2[key]
+        if isinstance(value1, torch.Tensor):
+            res[key] = torch.stack((value1, value2), dim=1).flatten(0, 1)
+        else:
+            res[key] = [x for pair in zip(value1, value2) for x in pair]
+    return res
+
+
+def make_batch_symmetric(batch: Tuple[dict, dict]) -> Tuple[dict, dict]:
+    """(view1, view2) batch of pairs (a, b) -> batch of (a, b), (b, a) interleaved (twice the size)."""
+    view1, view2 = batch
+    return _interleave_imgs(view1, view2), _interleave_imgs(view2, view1)
+
+
+def _autocast(device_type: str, amp):
+    """``amp``: False/None (fp32), True (fp16 on CUDA, bf16 on CPU) or a torch dtype."""
+    if not amp:
+        return torch.autocast(device_type=device_type, enabled=False)
+    dtype = amp if isinstance(amp, torch.dtype) else (torch.float16 if device_type == "cuda" else torch.bfloat16)
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def loss_of_one_batch(batch, model, criterion, device, symmetrize_batch: bool = False, use_amp=False,
+                      ret: Optional[str] = None):
+    """Forward one collated batch (view1, view2) and evaluate ``criterion`` on it (if given).
+
+    Returns ``dict(view1, view2, pred1, pred2, loss)`` or just the entry named by ``ret``.
+    """
+    view1, view2 = batch
+    for view in batch:
+        for name in _TO_DEVICE_KEYS:
+            if name in view:
+                view[name] = view[name].to(device, non_blocking=True)
+    if symmetrize_batch:
+        view1, view2 = make_batch_symmetric(batch)
+    device_type = torch.device(device).type
+    with _autocast(device_type, use_amp):
+        pred1, pred2 = model(view1, view2)
+        with torch.autocast(device_type=device_type, enabled=False):
+            loss = criterion(view1, view2, pred1, pred2) if criterion is not None else None
+    result = dict(view1=view1, view2=view2, pred1=pred1, pred2=pred2, loss=loss)
+    return result[ret] if ret else result
+
+
+def check_if_same_size(pairs: Sequence) -> bool:
+    """True when all first views share one size and all second views share one size."""
+    shapes1 = {tuple(v1["img"].shape[-2:]) for v1, _ in pairs}
+    shapes2 = {tuple(v2["img"].shape[-2:]) for _, v2 in pairs}
+    return len(shapes1) <= 1 and len(shapes2) <= 1
+
+
+def _view_key(view: dict):
+    """Identity of a view's image for the encoder cache (the same tensor object = the same image)."""
+    return id(view["img"])
+
+
+def _has_split_forward(model) -> bool:
+    return all(hasattr(model, name) for name in ("_encode_image", "_decoder", "_downstream_head"))
+
+
+class _EncoderCache:
+    """Encoder outputs of each distinct image, computed in batches of equal-sized images."""
+
+    def __init__(self, model, device, batch_size: int, amp, verbose: bool):
+        self.model, self.device, self.batch_size, self.amp, self.verbose = model, device, batch_size, amp, verbose
+        self.entries: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def fill(self, views: List[dict]) -> None:
+        by_shape: Dict[tuple, List[dict]] = OrderedDict()
+        for view in views:
+            if _view_key(view) not in self.entries:
+                by_shape.setdefault(tuple(view["img"].shape[-3:]), []).append(view)
+                self.entries[_view_key(view)] = None
+        chunks = [group[i:i + self.batch_size] for group in by_shape.values()
+                  for i in range(0, len(group), self.batch_size)]
+        device_type = torch.device(self.device).type
+        for chunk in tqdm(chunks, desc="encoding images", disable=not self.verbose or len(chunks) < 2):
+            imgs = torch.cat([v["img"] for v in chunk]).to(self.device)
+            shapes = torch.cat([self.model._true_shape(v) for v in chunk]).to(self.device)
+            with _autocast(device_type, self.amp):
+                feats, pos, _ = self.model._encode_image(imgs, shapes)
+            for i, view in enumerate(chunk):
+                self.entries[_view_key(view)] = (feats[i:i + 1], pos[i:i + 1], shapes[i:i + 1])
+
+    def get(self, views: List[dict]):
+        items = [self.entries[_view_key(v)] for v in views]
+        return tuple(torch.cat([it[j] for it in items]) for j in range(3))
+
+
+@torch.no_grad()
+def inference(pairs: Sequence, model, device, batch_size: int = 8, verbose: bool = True, amp=None):
+    """Run ``model`` on every (view1, view2) pair.
+
+    Args:
+        pairs: list of (view1, view2) dicts as produced by ``make_pairs(load_images(...))``; each view holds
+            ``img`` (1, 3, H, W), ``true_shape`` (1, 2), ``idx`` and ``instance``.
+        model: a DUSt3R / MASt3R model.
+        device: where to run (``'cuda'``, ``'cpu'``...).
+        batch_size: pairs per forward pass (pairs of different image sizes are never mixed in a batch).
+        verbose: show progress bars.
+        amp: autocast for the transformer: None/False (fp32, default), True (fp16 on CUDA, bf16 on CPU) or a dtype.
+            The heads always run in fp32.
+    Returns:
+        ``dict(view1, view2, pred1, pred2, loss=None)`` in the order of ``pairs``: ``pred1`` holds ``pts3d``
+        (H, W, 3 per pair), ``conf``; ``pred2`` holds ``pts3d_in_other_view``, ``conf`` (+ ``desc``, ``desc_conf``
+        for MASt3R). Values are stacked tensors (P, ...) when all images share a size, else lists of per-pair
+        tensors.
+    """
+    if len(pairs) == 0:
+        raise ValueError("inference() got no image pairs")
+    for k, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(v, dict) and "img" in v
+                                                                          for v in pair)):
+            raise ValueError(f"pairs[{k}] is not a (view1, view2) tuple of dicts with an 'img' entry")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if verbose:
+        logger.info("inference on %d image pairs", len(pairs))
+    multiple_shapes = not check_if_same_size(pairs)
+
+    # batches of pairs with identical (shape1, shape2), in order of first appearance
+    groups: Dict[tuple, List[int]] = OrderedDict()
+    for k, (v1, v2) in enumerate(pairs):
+        groups.setdefault((tuple(v1["img"].shape[-2:]), tuple(v2["img"].shape[-2:])), []).append(k)
+    batches = [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
+
+    cache = None
+    if _has_split_forward(model):
+        cache = _EncoderCache(model, device, batch_size, amp, verbose)
+        cache.fill([v for pair in pairs for v in pair])
+
+    per_pair: List[Optional[dict]] = [None] * len(pairs)
+    for batch in tqdm(batches, desc="inference", disable=not verbose):
+        views1 = [pairs[k][0] for k in batch]
+        views2 = [pairs[k][1] for k in batch]
+        collated = collate_with_cat([(pairs[k][0], pairs[k][1]) for k in batch])
+        if cache is None:
+            res = loss_of_one_batch(collated, model, None, device, use_amp=amp)
+        else:
+            res = _decode_batch(model, cache, views1, views2, collated, device, amp)
+        res = to_cpu(res)
+        for j, k in enumerate(batch):
+            per_pair[k] = _select_row(res, j)
+    return collate_with_cat(per_pair, lists=multiple_shapes)
+
+
+def _decode_batch(model, cache: _EncoderCache, views1, views2, collated, device, amp) -> dict:
+    """Decoders + heads of one batch, encoder outputs from ``cache``."""
+    view1, view2 = collated
+    for view in (view1, view2):
+        view["img"] = view["img"].to(device, non_blocking=True)
+    feat1, pos1, shape1 = cache.get(views1)
+    feat2, pos2, shape2 = cache.get(views2)
+    device_type = torch.device(device).type
+    with _autocast(device_type, amp):
+        dec1, dec2 = model._decoder(feat1, pos1, feat2, pos2)
+    with torch.autocast(device_type=device_type, enabled=False):
+        pred1 = model._downstream_head(1, [upcast(tok) for tok in dec1], shape1)
+        pred2 = model._downstream_head(2, [upcast(tok) for tok in dec2], shape2)
+    pred2["pts3d_in_other_view"] = pred2.pop("pts3d")
+    return dict(view1=view1, view2=view2, pred1=pred1, pred2=pred2, loss=None)
+
+
+def _select_row(res, j: int):
+    """Row ``j`` of a collated result, kept with a leading batch dim of 1 (lists keep element j as a list)."""
+    if isinstance(res, dict):
+        return {k: _select_row(v, j) for k, v in res.items()}
+    if isinstance(res, torch.Tensor):
+        return res[j:j + 1]
+    if isinstance(res, list):
+        return [res[j]]
+    return res

@@ -1,0 +1,206 @@
+"""DUSt3R model: a siamese CroCo encoder, two cross-attending decoders and two heads that predict both views'
+3D points in the first view's camera frame.
+
+Loading (``from_pretrained`` / ``load_model``) accepts an official ``.pth``, a local Hugging Face directory
+(``config.json`` + ``model.safetensors``) or a hub id, through one secure path (:mod:`dust3r.model_loading`):
+no code from the file is ever run.
+"""
+from __future__ import annotations
+
+import logging
+from copy import deepcopy
+from typing import Dict, List, Optional, Tuple
+
+import huggingface_hub
+import torch
+
+from croco.models.croco import CroCoNet
+
+from .heads import head_factory
+from .patch_embed import get_patch_embed
+from .utils.misc import fill_default_args, freeze_all_params, interleave, is_symmetrized, transpose_to_landscape
+
+logger = logging.getLogger(__name__)
+
+inf = float("inf")
+
+
+def upcast(tensor: torch.Tensor) -> torch.Tensor:
+    """Reduced-precision tensors to float32 (heads always run in at least float32); others unchanged."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def load_model(model_path: str, device="cpu", verbose: bool = True):
+    """Load any supported checkpoint (``.pth`` file, HF directory or hub id) and move it to ``device``.
+
+    The model class comes from the checkpoint (DUSt3R or MASt3R). See :func:`dust3r.model_loading.load_pretrained`.
+    """
+    from .model_loading import load_pretrained
+    return load_pretrained(model_path, device=device, verbose=verbose)
+
+
+class AsymmetricCroCo3DStereo(
+    CroCoNet,
+    huggingface_hub.PyTorchModelHubMixin,
+    library_name="dust3r",
+    repo_url="https://github.com/naver/dust3r",
+    tags=["image-to-3d"],
+):
+    """Two views in, two pointmaps out, both expressed in view 1's camera frame.
+
+    Args:
+        output_mode: ``'pts3d'``.
+        head_type: ``'linear'`` or ``'dpt'``.
+        depth_mode: ``(kind, vmin, vmax)`` activation of the point coordinates (see ``reg_dense_depth``).
+        conf_mode: ``(kind, vmin, vmax)`` activation of the confidence, or None for no confidence.
+        freeze: ``'none'``, ``'mask'`` or ``'encoder'`` (parameters excluded from training).
+        landscape_only: heads expect a landscape-layout batch (portrait images stored transposed).
+        patch_embed_cls: ``'PatchEmbedDust3R'`` (any orientation) or ``'ManyAR_PatchEmbed'``.
+        **croco_kwargs: CroCoNet arguments (img_size, enc_embed_dim, enc_depth, ..., pos_embed).
+
+    Forward: ``model(view1, view2)`` with views holding ``img`` (B, 3, H, W), optional ``true_shape`` (B, 2) and
+    ``instance`` (list of B labels; consecutive swapped pairs let the encoder run once per image). Returns
+    ``res1 = {'pts3d': (B, H, W, 3), 'conf': (B, H, W)}`` in view 1's frame and
+    ``res2 = {'pts3d_in_other_view': (B, H, W, 3), 'conf': (B, H, W)}``, also in view 1's frame.
+    """
+
+    def __init__(self, output_mode: str = "pts3d", head_type: str = "linear", depth_mode=("exp", -inf, inf),
+                 conf_mode=("exp", 1, inf), freeze: str = "none", landscape_only: bool = True,
+                 patch_embed_cls: str = "PatchEmbedDust3R", **croco_kwargs):
+        self.patch_embed_cls = patch_embed_cls
+        self.croco_args = fill_default_args(croco_kwargs, CroCoNet.__init__)
+        super().__init__(**croco_kwargs)
+        self.dec_blocks2 = deepcopy(self.dec_blocks)
+        self.set_downstream_head(output_mode, head_type, landscape_only, depth_mode, conf_mode, **croco_kwargs)
+        self.set_freeze(freeze)
+
+    # ---- loading ----
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, device=None, **kw):
+        """Load an official ``.pth``, a ``save_pretrained`` directory or a hub id (e.g.
+        ``'naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt'``).
+
+        Keyword args: ``device``; hub options ``cache_dir``, ``revision``, ``token``, ``local_files_only``,
+        ``force_download``. The returned model is in eval mode. Models are always built with
+        ``PatchEmbedDust3R`` and ``landscape_only=False`` (as the original ``load_model`` does), so landscape and
+        portrait images work whatever the checkpoint's form.
+        """
+        from .model_loading import load_pretrained
+        return load_pretrained(pretrained_model_name_or_path, device=device, expected_cls=cls, **kw)
+
+    def load_state_dict(self, ckpt, strict: bool = True, assign: bool = False):
+        """As ``nn.Module.load_state_dict``; CroCo-pretraining checkpoints (no ``dec_blocks2``) get the first
+        decoder's weights copied into the second."""
+        if not any(k.startswith("dec_blocks2") for k in ckpt):
+            ckpt = dict(ckpt)
+            for key in [k for k in ckpt if k.startswith("dec_blocks.")]:
+                ckpt[key.replace("dec_blocks.", "dec_blocks2.", 1)] = ckpt[key]
+        return super().load_state_dict(ckpt, strict=strict, assign=assign)
+
+    # ---- construction ----
+    def _set_patch_embed(self, img_size=224, patch_size=16, enc_embed_dim=768):
+        self.patch_embed = get_patch_embed(self.patch_embed_cls, img_size, patch_size, enc_embed_dim)
+
+    def _set_prediction_head(self, *args, **kwargs):
+        """DUSt3R has no CroCo pretraining head."""
+
+    def set_freeze(self, freeze: str) -> None:
+        groups = {"none": [], "mask": [self.mask_token],
+                  "encoder": [self.mask_token, self.patch_embed, self.enc_blocks]}
+        if freeze not in groups:
+            raise ValueError(f"unknown freeze {freeze!r}; expected one of {sorted(groups)}")
+        self.freeze = freeze
+        freeze_all_params(groups[freeze])
+
+    @staticmethod
+    def _check_img_size(img_size, patch_size) -> Tuple[int, int]:
+        img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        if img_size[0] % patch_size or img_size[1] % patch_size:
+            raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
+        return img_size
+
+    def set_downstream_head(self, output_mode, head_type, landscape_only, depth_mode, conf_mode, patch_size=16,
+                            img_size=224, **kw):
+        self._check_img_size(img_size, patch_size)
+        self.output_mode = output_mode
+        self.head_type = head_type
+        self.depth_mode = depth_mode
+        self.conf_mode = conf_mode
+        self.downstream_head1 = head_factory(head_type, output_mode, self, has_conf=bool(conf_mode))
+        self.downstream_head2 = head_factory(head_type, output_mode, self, has_conf=bool(conf_mode))
+        self._set_head_wrappers(landscape_only)
+
+    def _set_head_wrappers(self, landscape_only: bool) -> None:
+        self.landscape_only = landscape_only
+        self.head1 = transpose_to_landscape(self.downstream_head1, activate=landscape_only)
+        self.head2 = transpose_to_landscape(self.downstream_head2, activate=landscape_only)
+
+    # ---- forward pieces ----
+    def _encode_image(self, image: torch.Tensor, true_shape: torch.Tensor):
+        """image (B, 3, H, W), true_shape (B, 2) -> tokens (B, N, enc_dim), positions (B, N, 2), None."""
+        x, pos = self.patch_embed(image, true_shape=true_shape)
+        for blk in self.enc_blocks:
+            x = blk(x, pos)
+        return self.enc_norm(x), pos, None
+
+    def _encode_image_pairs(self, img1, img2, true_shape1, true_shape2):
+        """Encode both views; one batched pass when they share a shape."""
+        if img1.shape[-2:] == img2.shape[-2:]:
+            out, pos, _ = self._encode_image(torch.cat((img1, img2), dim=0),
+                                             torch.cat((true_shape1, true_shape2), dim=0))
+            out, out2 = out.chunk(2, dim=0)
+            pos, pos2 = pos.chunk(2, dim=0)
+        else:
+            out, pos, _ = self._encode_image(img1, true_shape1)
+            out2, pos2, _ = self._encode_image(img2, true_shape2)
+        return out, out2, pos, pos2
+
+    @staticmethod
+    def _true_shape(view: dict) -> torch.Tensor:
+        img = view["img"]
+        shape = view.get("true_shape")
+        if shape is None:
+            return torch.tensor(img.shape[-2:], device=img.device)[None].repeat(img.shape[0], 1)
+        return torch.as_tensor(shape, device=img.device).reshape(img.shape[0], 2)
+
+    def _encode_symmetrized(self, view1: dict, view2: dict):
+        """Encode a batch of pairs; for a symmetrized batch ((a, b), (b, a), ...) each image is encoded once."""
+        img1, img2 = view1["img"], view2["img"]
+        shape1, shape2 = self._true_shape(view1), self._true_shape(view2)
+        if "instance" in view1 and "instance" in view2 and is_symmetrized(view1, view2):
+            feat1, feat2, pos1, pos2 = self._encode_image_pairs(img1[::2], img2[::2], shape1[::2], shape2[::2])
+            feat1, feat2 = interleave(feat1, feat2)
+            pos1, pos2 = interleave(pos1, pos2)
+        else:
+            feat1, feat2, pos1, pos2 = self._encode_image_pairs(img1, img2, shape1, shape2)
+        return (shape1, shape2), (feat1, feat2), (pos1, pos2)
+
+    def _decoder(self, f1, pos1, f2, pos2):
+        """Run both decoders side by side, each cross-attending to the other's previous output.
+
+        Returns two lists of dec_depth + 1 tensors: the encoder tokens, then each block's output, the last
+        one normalised by ``dec_norm``.
+        """
+        outs1: List[torch.Tensor] = [f1]
+        outs2: List[torch.Tensor] = [f2]
+        f1, f2 = self.decoder_embed(f1), self.decoder_embed(f2)
+        for blk1, blk2 in zip(self.dec_blocks, self.dec_blocks2):
+            f1, f2 = blk1(f1, f2, pos1, pos2)[0], blk2(f2, f1, pos2, pos1)[0]
+            outs1.append(f1)
+            outs2.append(f2)
+        outs1[-1] = self.dec_norm(outs1[-1])
+        outs2[-1] = self.dec_norm(outs2[-1])
+        return outs1, outs2
+
+    def _downstream_head(self, head_num: int, decout: List[torch.Tensor], img_shape: torch.Tensor) -> Dict:
+        head = self.head1 if head_num == 1 else self.head2
+        return head(decout, img_shape)
+
+    def forward(self, view1: dict, view2: dict):
+        (shape1, shape2), (feat1, feat2), (pos1, pos2) = self._encode_symmetrized(view1, view2)
+        dec1, dec2 = self._decoder(feat1, pos1, feat2, pos2)
+        with torch.autocast(device_type=feat1.device.type, enabled=False):
+            res1 = self._downstream_head(1, [upcast(tok) for tok in dec1], shape1)
+            res2 = self._downstream_head(2, [upcast(tok) for tok in dec2], shape2)
+        res2["pts3d_in_other_view"] = res2.pop("pts3d")
+        return res1, res2

@@ -1,0 +1,58 @@
+"""Installable packages croco, dust3r and mast3r.
+
+The optional CUDA RoPE extension (``croco.models.curope._C``) is built only when a CUDA toolkit and a
+CUDA-enabled torch are present at install time (or when ``MAST3R_BUILD_CUROPE=1`` forces it); everywhere else
+the pure-PyTorch RoPE is used, with the same numerics.
+"""
+import os
+
+from setuptools import find_packages, setup
+
+
+def _curope_extensions():
+    if os.environ.get("MAST3R_BUILD_CUROPE", "auto") == "0":
+        return [], {}
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
+    except Exception:  # torch not importable at build time: pure PyTorch RoPE only
+        return [], {}
+    forced = os.environ.get("MAST3R_BUILD_CUROPE") == "1"
+    if not forced and (CUDA_HOME is None or not torch.cuda.is_available()):
+        return [], {}
+    src = os.path.join("croco", "models", "curope")
+    ext = CUDAExtension(
+        name="croco.models.curope._C",
+        sources=[os.path.join(src, "curope.cpp"), os.path.join(src, "kernels.cu")],
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "--ptxas-options=-v", "--use_fast_math"]},
+    )
+    return [ext], {"build_ext": BuildExtension}
+
+
+ext_modules, cmdclass = _curope_extensions()
+
+setup(
+    name="mast3r",
+    version="0.1.0",
+    description="Checkpoint-compatible reimplementation of MASt3R / DUSt3R / CroCo",
+    packages=find_packages(include=["croco", "croco.*", "dust3r", "dust3r.*", "mast3r", "mast3r.*"]),
+    package_data={"croco.models.curope": ["*.cpp", "*.cu"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "numpy",
+        "pillow",
+        "scipy",
+        "safetensors",
+        "huggingface_hub>=0.22",
+        "tqdm",
+        "einops",
+    ],
+    extras_require={
+        "demo": ["gradio", "matplotlib", "trimesh"],
+        "heif": ["pillow-heif"],
+        "test": ["pytest", "matplotlib", "trimesh"],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)
