@@ -12,12 +12,15 @@ from setuptools import find_packages, setup
 def _curope_extensions():
     if os.environ.get("MAST3R_BUILD_CUROPE", "auto") == "0":
         return [], {}
+    forced = os.environ.get("MAST3R_BUILD_CUROPE") == "1"
     try:
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CUDAExtension
-    except Exception:  # torch not importable at build time: pure PyTorch RoPE only
+    except Exception as exc:  # torch not importable at build time: pure PyTorch RoPE only
+        if forced:
+            raise RuntimeError("MAST3R_BUILD_CUROPE=1 but torch cannot be imported at build time; install torch "
+                               "first and use `pip install --no-build-isolation -e .`") from exc
         return [], {}
-    forced = os.environ.get("MAST3R_BUILD_CUROPE") == "1"
     if not forced and (CUDA_HOME is None or not torch.cuda.is_available()):
         return [], {}
     src = os.path.join("croco", "models", "curope")

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh) and run the whole test suite, slow end-to-end tests included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+bash scripts/setup.sh
+$PY -m pip install --quiet -r requirements-test.txt
+if [ -f scripts/setup_browser_tests.sh ]; then bash scripts/setup_browser_tests.sh; fi
+$PY -m pytest -q -ra "$@"

@@ -1,0 +1,65 @@
+"""The README's Usage snippet (the original README's, unchanged) runs with a tiny local checkpoint."""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def usage_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Usage", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_readme_usage_snippet_runs(tiny_pth, tmp_path, monkeypatch, data_dir):
+    code = usage_snippet()
+    assert "AsymmetricMASt3R.from_pretrained(model_name)" in code
+    # the only substitutions: a local tiny checkpoint, CPU, and where the two images are
+    code = code.replace('"naver/MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric"', repr(str(tiny_pth("mast3r_tiny_a"))))
+    code = code.replace("device = 'cuda'", "device = 'cpu'")
+    assets = tmp_path / "dust3r" / "croco" / "assets"
+    assets.mkdir(parents=True)
+    shutil.copy(data_dir / "images" / "a_landscape.png", assets / "Chateau1.png")
+    shutil.copy(data_dir / "images" / "c_square.png", assets / "Chateau2.png")
+    monkeypatch.chdir(tmp_path)
+    import matplotlib
+    matplotlib.use("Agg")
+    try:
+        import torchvision.transforms.functional  # noqa: F401
+    except Exception:  # the snippet's torchvision import is unused; stand in for it where torchvision is absent
+        tv = types.ModuleType("torchvision")
+        tv.transforms = types.ModuleType("torchvision.transforms")
+        tv.transforms.functional = types.ModuleType("torchvision.transforms.functional")
+        monkeypatch.setitem(sys.modules, "torchvision", tv)
+        monkeypatch.setitem(sys.modules, "torchvision.transforms", tv.transforms)
+        monkeypatch.setitem(sys.modules, "torchvision.transforms.functional", tv.transforms.functional)
+    namespace = {"__name__": "__main__"}
+    exec(compile(code, "README.md:Usage", "exec"), namespace)  # noqa: S102 - our own README, test only
+    m0, m1 = namespace["matches_im0"], namespace["matches_im1"]
+    assert m0.shape == m1.shape and m0.shape[1] == 2 and len(m0) > 0
+    assert namespace["img"].shape == (384, 1024, 3)
+    import matplotlib.pyplot as pl
+    pl.close("all")
+
+
+def test_acceptance_imports():
+    import mast3r.utils.path_to_dust3r  # noqa: F401
+    from dust3r.inference import inference  # noqa: F401
+    from dust3r.utils.image import load_images  # noqa: F401
+    from mast3r.fast_nn import fast_reciprocal_NNs  # noqa: F401
+    from mast3r.model import AsymmetricMASt3R  # noqa: F401
+
+
+def test_no_import_time_global_side_effects():
+    import subprocess
+    code = ("import torch; before = torch.backends.cuda.matmul.allow_tf32; import croco.models.croco, dust3r.model, "
+            "mast3r.model, dust3r.inference; assert torch.backends.cuda.matmul.allow_tf32 == before")
+    subprocess.run([sys.executable, "-c", code], check=True)
