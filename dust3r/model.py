@@ -97,6 +97,24 @@ class AsymmetricCroCo3DStereo(
                 ckpt[key.replace("dec_blocks.", "dec_blocks2.", 1)] = ckpt[key]
         return super().load_state_dict(ckpt, strict=strict, assign=assign)
 
+    def _save_pretrained(self, save_directory) -> None:
+        """Write ``model.safetensors`` as the original ``save_pretrained`` does: names that share one parameter
+        are stored once (under the alphabetically first name) and the others recorded as aliases in the metadata;
+        tensors are written contiguous."""
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+        groups: Dict[int, List[str]] = {}
+        for key, tensor in self.state_dict(keep_vars=True).items():
+            groups.setdefault(id(tensor), []).append(key)
+        state = self.state_dict()
+        tensors, aliases = {}, {}
+        for keys in groups.values():
+            kept = sorted(keys)[0]
+            tensors[kept] = state[kept].contiguous()
+            aliases.update({k: kept for k in keys if k != kept})
+        save_file(tensors, str(Path(save_directory) / "model.safetensors"), metadata=aliases or None)
+
     # ---- construction ----
     def _set_patch_embed(self, img_size=224, patch_size=16, enc_embed_dim=768):
         self.patch_embed = get_patch_embed(self.patch_embed_cls, img_size, patch_size, enc_embed_dim)

@@ -180,3 +180,23 @@ class TestErrors:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         with pytest.raises(CheckpointError, match="naver/not_cached_model"):
             AsymmetricMASt3R.from_pretrained("naver/not_cached_model", cache_dir=str(tmp_path / "empty"))
+
+
+def test_save_pretrained_layout_matches_original(tiny_model, tmp_path):
+    """Keys kept, alias metadata and config of save_pretrained equal what the original writes."""
+    import json
+
+    from safetensors import safe_open
+
+    from tests.helpers.tiny_weights import manifest
+    entry = manifest("mast3r_tiny_a")
+    model = tiny_model("mast3r_tiny_a")
+    model.save_pretrained(tmp_path / "a")
+    with safe_open(str(tmp_path / "a" / "model.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == sorted(entry["hf"]["safetensors_keys"])
+        assert f.metadata() == entry["hf"]["safetensors_metadata"]
+        assert all(f.get_tensor(k).is_contiguous() for k in f.keys())
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    expected = json.loads((DATA / "models" / entry["hf"]["config_json"]).read_text())
+    expected.update(patch_embed_cls="PatchEmbedDust3R", landscape_only=False)  # what every loading path builds
+    assert config == expected
