@@ -12,8 +12,8 @@ Each configuration runs in its own subprocess so peak memory is measured per con
 * ``original-style``: our modules driven the way the original code runs: randomly initialised model, weights
   copied in with ``load_state_dict`` from a full in-memory state dict, explicit softmax attention, every pair
   in its own batch with its own encoder passes.
-* ``original``: the original code itself, when ``--original-runner PATH`` points to a script that runs it
-  (prints one JSON line with ``times`` and ``peak_rss_gb``; see benchmarks/README.md).
+* ``original-b1`` / ``original-b2``: the original code itself with batch size 1 / 2, when
+  ``--original-runner PATH`` points to a script that runs it (see :func:`run_original` and benchmarks/README.md).
 
 On a GPU, ``--device cuda --amp bf16`` reports milliseconds per pair with bfloat16 autocast.
 
@@ -130,8 +130,26 @@ def _subprocess(args: List[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_original(runner: str, weights: str, runs: int, threads: int, batch_size: int = 1) -> dict:
+    """Run an external script that times the original implementation on the same checkpoint and pair.
+
+    The script gets ``--size full --ckpt PATH --runs N --threads T --batch-size B`` and prints one JSON line with
+    per-run times (``times`` or ``run_times_s``, seconds) and the peak RSS (``peak_rss_gb`` or ``peak_rss_mb``).
+    """
+    cmd = [sys.executable, runner, "--size", "full", "--ckpt", weights, "--runs", str(runs), "--threads",
+           str(threads), "--batch-size", str(batch_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if out.returncode != 0:
+        raise RuntimeError(f"original runner failed:\n{out.stderr[-3000:]}")
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    times = raw.get("times", raw.get("run_times_s"))
+    peak = raw["peak_rss_gb"] if "peak_rss_gb" in raw else raw["peak_rss_mb"] / 1e3
+    return dict(config=f"original-b{batch_size}", device="cpu", threads=threads, amp="fp32", times=times,
+                median_s=statistics.median(times), peak_rss_gb=peak)
+
+
 def print_table(results: List[dict]) -> None:
-    base = next((r for r in results if r["config"] in ("original", "original-style")), None)
+    base = next((r for r in results if r["config"].startswith("original")), None)
     print("| config | device | threads | precision | median s / symmetric pair | s / forward | peak RSS GB |"
           + (" speed-up | memory ratio |" if base else ""))
     print("|---|---|---|---|---|---|---|" + ("---|---|" if base else ""))
@@ -154,14 +172,10 @@ def main(configs: List[str], runs: int = 3, threads: int = 2, device: str = "cpu
     results = []
     try:
         for config in configs:
-            if config == "original":
+            if config.startswith("original-b"):
                 if not original_runner:
                     continue
-                res = json.loads(subprocess.run(
-                    [sys.executable, original_runner, "--ckpt", weights, "--runs", str(runs), "--threads",
-                     str(threads)], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-                res.update(config="original", device="cpu", threads=threads, amp="fp32",
-                           median_s=statistics.median(res["times"]))
+                res = run_original(original_runner, weights, runs, threads, int(config[len("original-b"):]))
             else:
                 extra = ["--amp", amp] if amp else []
                 res = _subprocess(["--one", config, "--weights", weights, "--runs", str(runs), "--threads",
@@ -177,8 +191,9 @@ def main(configs: List[str], runs: int = 3, threads: int = 2, device: str = "cpu
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", default="original,original-style,ours,ours-b1",
-                   help="comma-separated: original, original-style, ours, ours-b1")
+    p.add_argument("--configs", default="original-b1,original-b2,original-style,ours,ours-b1",
+                   help="comma-separated: original-b1, original-b2 (need --original-runner), original-style, ours, "
+                        "ours-b1")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
