@@ -56,6 +56,7 @@ setup(
         "heif": ["pillow-heif"],
         "test": ["pytest", "matplotlib", "trimesh"],
     },
+    entry_points={"console_scripts": ["mast3r-reconstruct=mast3r.reconstruct:cli"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -1,76 +1,58 @@
-"""Browser demo (gradio): two photos in, MASt3R matches out.
+"""MASt3R browser demo (gradio): images in, cameras + 3D scene out, through the sparse global alignment.
 
 Run ``python3 demo.py --weights checkpoints/MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric.pth`` (or
-``--model_name MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric`` to fetch it from the Hugging Face hub) and open
-the printed address. The server listens on 127.0.0.1 unless ``--local_network`` or ``--server_name`` say
-otherwise.
-"""
-from __future__ import annotations
+``--model_name MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric`` for the Hugging Face hub) and open the printed
+address. The server listens on 127.0.0.1 unless ``--local_network`` or ``--server_name`` say otherwise.
 
+The page: multiple-image upload; coarse / fine learning rates and iterations; optimisation level (coarse,
+refine, refine+depth); matching confidence threshold; shared intrinsics; scene graph (complete, swin, logwin,
+oneref; retrieval only with ``--retrieval_model``) with window size / cyclic / reference id; **Run**. Then the
+display options (min_conf_thr, cam_size, TSDF threshold, as pointcloud, mask sky, clean-up depth maps,
+transparent cameras) re-render the stored scene *without* recomputing the alignment. The 3D view shows the GLB;
+GLB, PLY, COLMAP (zip) and cameras JSON are offered as downloads.
+
+Each browser session works in its own temporary folder (under ``--tmp_dir`` when given), removed when the page
+is closed, when the session state expires, and when the server stops (:class:`dust3r.demo.SessionWorkspaces`).
+The app is built by :func:`build_demo` from a model *object*, so tests can serve a tiny checkpoint or the
+synthetic ``OracleModel``.
+"""
 import argparse
 import logging
-import socket
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
-import torch
 
+from dust3r.demo import (DemoState, DisplayOptions, SessionWorkspaces, UserInputError, configure_tmp,  # noqa: F401
+                         display_components, free_port, launch_demo, make_blocks, max_window_size, model_source,
+                         register_session_events, rerender_outputs, scene_graph_string, server_address,
+                         validate_uploads, wire_display_events, _gradio, _session_id, _state_cleanup,
+                         _upload_roots)
+from dust3r.demo import get_args_parser as _base_args_parser
 from dust3r.inference import inference
 from dust3r.utils.image import load_images, rgb
 
 from .fast_nn import fast_reciprocal_NNs
+from .reconstruct import ReconstructError, SparseOptions, run_sparse_pipeline
 from .viz import draw_matches
 
 logger = logging.getLogger(__name__)
 
-HUB_OWNER = "naver"
+__all__ = ["get_args_parser", "model_source", "free_port", "server_address", "MatchResult", "match_two_images",
+           "build_demo", "main"]
+
+DEFAULT_MODEL = "MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="MASt3R browser demo")
-    p.add_argument("--model_name", default="MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric",
-                   help="checkpoint name on the Hugging Face hub (naver/<name>), used when --weights is not given")
-    p.add_argument("--weights", default=None, help="path to a checkpoint (.pth file or Hugging Face directory)")
-    p.add_argument("--retrieval_model", default=None, help="retrieval model (not used by the two-view demo)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--image_size", type=int, default=512, choices=[512, 224])
-    p.add_argument("--server_name", default=None, help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--server_port", type=int, default=None, help="port (default: first free port from 7860)")
-    p.add_argument("--local_network", action="store_true", help="listen on 0.0.0.0 (reachable from the network)")
-    p.add_argument("--share", action="store_true", help="create a public gradio link")
-    p.add_argument("--tmp_dir", default=None, help="where session files are written")
-    p.add_argument("--silent", action="store_true", help="less logging")
-    p.add_argument("--gradio_delete_cache", type=int, default=None,
-                   help="delete gradio's cached files older than this many seconds")
-    return p
+    """Flags of the original demo: --model_name / --weights, --retrieval_model, --device, --image_size,
+    --server_name / --local_network, --server_port, --share, --tmp_dir, --silent, --gradio_delete_cache."""
+    return _base_args_parser(prog="mast3r demo", default_model=DEFAULT_MODEL)
 
 
-def model_source(weights: Optional[str], model_name: str) -> str:
-    """The checkpoint to load: ``--weights`` if given, else the hub id of ``--model_name``."""
-    if weights:
-        return weights
-    return model_name if "/" in model_name else f"{HUB_OWNER}/{model_name}"
-
-
-def free_port(start: int = 7860, host: str = "127.0.0.1", tries: int = 100) -> int:
-    """First port >= ``start`` that can be bound on ``host``."""
-    for port in range(start, start + tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-                return port
-            except OSError:
-                continue
-    raise OSError(f"no free port in [{start}, {start + tries})")
-
-
-def server_address(server_name: Optional[str], local_network: bool) -> str:
-    return server_name or ("0.0.0.0" if local_network else "127.0.0.1")
-
-
+# ============================================================================================
+# two-view matching (kept from the first demo; handy in notebooks)
+# ============================================================================================
 @dataclass
 class MatchResult:
     """Matches between two images in network pixels, with the images (H, W, 3) in [0, 1]."""
@@ -104,41 +86,137 @@ def match_two_images(model, images: Sequence, device: str, image_size: int = 512
     return MatchResult(imgs[0], imgs[1], np.asarray(xy0)[keep], np.asarray(xy1)[keep])
 
 
-def build_app(model, device: str, image_size: int = 512, tmp_dir: Optional[str] = None):
-    """The gradio Blocks app (gradio imported here, only when the demo is used)."""
-    try:
-        import gradio as gr
-    except ImportError as exc:
-        raise ImportError("the browser demo needs gradio: pip install gradio") from exc
+# ============================================================================================
+# the multi-view app
+# ============================================================================================
+def _graph_kinds(with_retrieval: bool) -> List[tuple]:
+    kinds = [("complete: all possible image pairs", "complete"), ("swin: sliding window", "swin"),
+             ("logwin: sliding window with long range", "logwin"), ("oneref: match one image with all", "oneref")]
+    if with_retrieval:
+        kinds.append(("retrieval: connect views based on similarity", "retrieval"))
+    return kinds
 
-    def run(files: List, n_viz: int):
-        paths = [f if isinstance(f, str) else f.name for f in (files or [])]
-        if len(paths) != 2:
-            return None, f"Please upload exactly 2 images (got {len(paths)})."
+
+def build_demo(model: Any, device: str, image_size: int = 512, tmp_dir: Optional[str] = None, silent: bool = False,
+               max_images: int = 64, delete_cache: Optional[int] = None, retrieval_model: Optional[str] = None,
+               session_ttl: float = 4 * 3600):
+    """The MASt3R sparse-alignment app (a ``gr.Blocks``), serving ``model``.
+
+    Args:
+        model: AsymmetricMASt3R or any model with its forward interface (e.g. ``OracleModel``).
+        device: torch device of the model and the optimisation.
+        image_size: long side of the network input (512 / 224 for the official checkpoints).
+        tmp_dir: parent folder of the per-session folders (system temp folder if None).
+        silent: fewer logs / progress bars on the server side.
+        max_images: most images accepted in one upload.
+        delete_cache: gradio cache clean-up period and age in seconds (``--gradio_delete_cache``).
+        retrieval_model: enables the ``retrieval`` scene graph (the pairing itself needs the retrieval module).
+        session_ttl: seconds a stored scene stays available without a new Run.
+
+    Returns:
+        the ``gr.Blocks`` app, with ``app.session_workspaces`` (:class:`SessionWorkspaces`).
+    """
+    gr = _gradio()
+    workspaces = SessionWorkspaces(tmp_dir, prefix="mast3r_demo_")
+    defaults = DisplayOptions()  # min_conf_thr 1.5, cam_size 0.2, point cloud, clean depth
+
+    def run(files, optim_level, lr1, niter1, lr2, niter2, matching_conf_thr, shared_intrinsics, scenegraph_type,
+            winsize, win_cyclic, refid, min_conf_thr, cam_size, as_pointcloud, mask_sky, clean_depth,
+            transparent_cams, tsdf_thresh, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+        display = DisplayOptions(min_conf_thr, cam_size, as_pointcloud, mask_sky, clean_depth, transparent_cams,
+                                 tsdf_thresh)
+        session = _session_id(request)
+        workdir = workspaces.create(session)
         try:
-            result = match_two_images(model, paths, device, image_size)
-        except (ValueError, OSError) as exc:
-            return None, f"Error: {exc}"
-        return result.drawing(n_viz), f"{len(result.xy0)} matches"
+            paths = validate_uploads(files, max_images, allowed_roots=_upload_roots(demo))
+            graph = scene_graph_string(scenegraph_type, winsize, win_cyclic, refid)
+            options = SparseOptions(lr1=float(lr1), niter1=int(niter1 or 0), lr2=float(lr2), niter2=int(niter2 or 0),
+                                    optim_level=optim_level, matching_conf_thr=float(matching_conf_thr),
+                                    shared_intrinsics=bool(shared_intrinsics))
+            scene, names = run_sparse_pipeline(model, paths, device, image_size, graph, options,
+                                               cache_dir=str(workdir / "cache"), verbose=not silent,
+                                               progress=progress)
+        except (UserInputError, ReconstructError) as exc:
+            gr.Warning(str(exc))
+            return None, None, None, f"**Error:** {exc}"
+        state = DemoState(scene, session, workdir, names)
+        workspaces.attach(session, state)
+        progress(0.95, desc="rendering")
+        glb, downloads, _ = rerender_outputs(state, display)
+        n = len(paths)
+        return state, glb, downloads, f"Reconstructed {n} image{'s' if n > 1 else ''} ({graph})."
 
-    with gr.Blocks(title="MASt3R matching demo") as app:
-        gr.Markdown("## MASt3R: two-view matching\nUpload two photos of the same scene and press **Run**.")
-        files = gr.File(file_count="multiple", label="images")
-        n_viz = gr.Slider(1, 200, value=20, step=1, label="matches drawn")
-        button = gr.Button("Run")
-        picture = gr.Image(label="matches")
-        status = gr.Markdown()
-        button.click(run, inputs=[files, n_viz], outputs=[picture, status])
-    return app
+    def update_graph_controls(files, win_cyclic, scenegraph_type):
+        n = len(files) if files else 1
+        windowed = scenegraph_type in ("swin", "logwin")
+        top = max_window_size(n, scenegraph_type, win_cyclic)
+        # gradio wants minimum < maximum: the sliders' ranges never collapse to one value
+        return (gr.Column(visible=windowed), gr.Slider(value=top, minimum=1, maximum=max(top, 2), visible=windowed),
+                gr.Checkbox(value=win_cyclic, visible=windowed),
+                gr.Slider(value=0, minimum=0, maximum=max(n - 1, 1), visible=scenegraph_type == "oneref"))
+
+    def rerender(state, *display_values):
+        return rerender_outputs(state, DisplayOptions(*display_values))
+
+    with make_blocks(gr, "MASt3R Demo", delete_cache) as demo:
+        # the scene is kept per session so that display options re-render without a new alignment
+        state = gr.State(None, time_to_live=session_ttl, delete_callback=_state_cleanup(workspaces))
+        gr.HTML('<h2 style="text-align: center;">MASt3R Demo</h2>')
+        inputfiles = gr.File(file_count="multiple", label="Images", elem_id="inputfiles")
+        with gr.Row():
+            lr1 = gr.Slider(label="Coarse LR", value=0.07, minimum=0.01, maximum=0.2, step=0.01)
+            niter1 = gr.Number(value=500, precision=0, minimum=0, maximum=10_000, label="num_iterations",
+                               info="For coarse alignment!")
+            lr2 = gr.Slider(label="Fine LR", value=0.014, minimum=0.005, maximum=0.05, step=0.001)
+            niter2 = gr.Number(value=200, precision=0, minimum=0, maximum=100_000, label="num_iterations",
+                               info="For refinement!")
+            optim_level = gr.Dropdown(["coarse", "refine", "refine+depth"], value="refine", label="OptLevel",
+                                      info="Optimization level")
+        with gr.Row():
+            matching_conf_thr = gr.Slider(label="Matching Confidence Thr", value=5.0, minimum=0.0, maximum=30.0,
+                                          step=0.1, info="Before Fallback to Regr3D!")
+            shared_intrinsics = gr.Checkbox(value=False, label="Shared intrinsics",
+                                            info="Only optimize one set of intrinsics for all views")
+            scenegraph_type = gr.Dropdown(_graph_kinds(retrieval_model is not None), value="complete",
+                                          label="Scenegraph", info="Define how to make pairs", interactive=True)
+            with gr.Column(visible=False) as win_col:
+                winsize = gr.Slider(label="Scene Graph: Window Size", value=1, minimum=1, maximum=2, step=1)
+                win_cyclic = gr.Checkbox(value=False, label="Cyclic sequence")
+            refid = gr.Slider(label="Scene Graph: Id", value=0, minimum=0, maximum=1, step=1, visible=False)
+        run_btn = gr.Button("Run", variant="primary", elem_id="run")
+        display_inputs = display_components(gr, defaults, with_tsdf=True)
+        status = gr.Markdown("Upload images and press **Run**.", elem_id="status")
+        outmodel = gr.Model3D(label="3D scene", elem_id="model3d", height=480)
+        downloads = gr.File(label="Downloads (GLB, PLY, COLMAP zip, cameras JSON)", file_count="multiple",
+                            interactive=False, elem_id="downloads")
+
+        graph_inputs = [inputfiles, win_cyclic, scenegraph_type]
+        graph_outputs = [win_col, winsize, win_cyclic, refid]
+        scenegraph_type.change(update_graph_controls, graph_inputs, graph_outputs)
+        inputfiles.change(update_graph_controls, graph_inputs, graph_outputs)
+        win_cyclic.change(update_graph_controls, graph_inputs, graph_outputs)
+        run_btn.click(run, inputs=[inputfiles, optim_level, lr1, niter1, lr2, niter2, matching_conf_thr,
+                                   shared_intrinsics, scenegraph_type, winsize, win_cyclic, refid] + display_inputs,
+                      outputs=[state, outmodel, downloads, status], concurrency_limit=1)  # one alignment at a time
+        wire_display_events(display_inputs, state, [outmodel, downloads, status], rerender)
+        register_session_events(demo, workspaces)
+    demo.session_workspaces = workspaces
+    return demo
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace, model: Any = None) -> None:
+    """Serve the demo (``model``: an already built model, else loaded from ``--weights`` / ``--model_name``)."""
     logging.basicConfig(level=logging.WARNING if args.silent else logging.INFO)
-    from .model import AsymmetricMASt3R
-    model = AsymmetricMASt3R.from_pretrained(model_source(args.weights, args.model_name), device=args.device)
-    host = server_address(args.server_name, args.local_network)
-    port = args.server_port or free_port(7860, host)
-    with tempfile.TemporaryDirectory(dir=args.tmp_dir, prefix="mast3r_demo_") as tmp:
-        app = build_app(model, args.device, args.image_size, tmp)
-        logger.info("serving on http://%s:%d", host, port)
-        app.launch(server_name=host, server_port=port, share=args.share)
+    if args.retrieval_model is not None:
+        import importlib.util
+        if importlib.util.find_spec("mast3r.retrieval") is None:
+            raise SystemExit("--retrieval_model: image retrieval is not available in this installation; "
+                             "use the complete / swin / logwin / oneref scene graphs")
+    configure_tmp(args.tmp_dir)
+    if model is None:
+        from dust3r.model_loading import load_pretrained
+        model = load_pretrained(model_source(args.weights, args.model_name), device=args.device,
+                                verbose=not args.silent)
+    demo = build_demo(model, args.device, args.image_size, args.tmp_dir, args.silent, args.max_images,
+                      args.gradio_delete_cache, args.retrieval_model)
+    launch_demo(demo, args.server_name, args.local_network, args.server_port, args.share, quiet=args.silent)
