@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import importlib.util
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,15 +30,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (MB), from ``VmHWM`` (a child inherits its parent's ``ru_maxrss``)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1e3  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    from _memory import peak_rss_kb  # benchmarks/ is on sys.path when run as a script
+    return peak_rss_kb() / 1e3
 
 
 def make_descriptors(source: str, seed: int = 0, threads: int = 2) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,19 +42,8 @@ CONSTRUCTOR = ("AsymmetricMASt3R(pos_embed='RoPE100', patch_embed_cls='ManyAR_Pa
 
 
 def _peak_rss_gb() -> float:
-    """Peak resident memory of this process (GB).
-
-    ``VmHWM`` is per address space and starts afresh at ``exec``; ``ru_maxrss`` is not used because a child
-    inherits its parent's high-water mark across fork + exec, which would charge the parent's memory to it.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1e6  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+    from _memory import peak_rss_kb  # benchmarks/ is on sys.path when run as a script
+    return peak_rss_kb() / 1e6
 
 
 def _random_state_dict(seed: int):
