@@ -3,7 +3,7 @@ with the concatenation of encoder and last decoder tokens."""
 from __future__ import annotations
 
 import ast
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn

