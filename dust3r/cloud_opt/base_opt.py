@@ -466,17 +466,14 @@ class BasePCOptimizer(KnownCamerasMixin, nn.Module):
 
     @torch.no_grad()
     def mask_sky(self):
-        """Copy of the scene with zero confidence on sky pixels (needs ``dust3r.viz.segment_sky``)."""
-        try:
-            from ..viz import segment_sky  # optional module
-        except ImportError as exc:
-            raise NotImplementedError("mask_sky needs dust3r.viz.segment_sky, which is not available") from exc
+        """Copy of the scene with zero confidence on sky pixels (``dust3r.viz.segment_sky``); self is unchanged."""
+        from ..viz import segment_sky
         if self.imgs is None:
             raise ValueError("mask_sky needs the images (the views had no 'img')")
         res = deepcopy(self)
         for i in range(self.n_imgs):
-            sky = torch.as_tensor(np.asarray(segment_sky(self.imgs[i])), device=res.im_conf[i].device)
-            res.im_conf[i].data[sky.bool()] = 0
+            sky = segment_sky(self.imgs[i]).to(res.im_conf[i].device)
+            res.im_conf[i].data[sky] = 0
         return res
 
     @torch.no_grad()
