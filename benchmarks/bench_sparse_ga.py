@@ -26,44 +26,10 @@ import sys
 from typing import List, Sequence
 
 
-def covisible_oracle(scene, low: float = 0.1, **kw):
-    """An OracleModel whose ``desc_conf`` is ``low`` on the pixels of a view the other view does not see."""
-    import torch
-
-    from dust3r.utils.synthetic import OracleModel
-
-    class CovisibleOracle(OracleModel):
-        def __init__(self):
-            super().__init__(scene, **kw)
-            self._visible = {}
-
-        def visible(self, i: int, j: int, shape) -> torch.Tensor:
-            key = (i, j, tuple(shape))
-            if key not in self._visible:
-                vis = torch.from_numpy(self.scene.correspondences(i, j)[1])
-                if tuple(vis.shape) != tuple(shape):
-                    vis = torch.nn.functional.interpolate(vis[None, None].float(), size=tuple(shape))[0, 0] > 0.5
-                self._visible[key] = vis
-            return self._visible[key]
-
-        def forward(self, view1, view2):
-            pred1, pred2 = super().forward(view1, view2)
-            B = view1["img"].shape[0]
-            idx1, idx2 = self._indices(view1, B, "view1"), self._indices(view2, B, "view2")
-            for b, (i, j) in enumerate(zip(idx1.tolist(), idx2.tolist())):
-                for pred, a, other in ((pred1, i, j), (pred2, j, i)):
-                    q = pred["desc_conf"][b]
-                    vis = self.visible(a, other, q.shape).to(q.device)
-                    pred["desc_conf"][b] = torch.where(vis, q, torch.full_like(q, low))
-            return pred1, pred2
-
-    return CovisibleOracle()
-
-
 def run_one(n: int, graph: str, niter1: int, niter2: int, height: int, width: int, oracle: str = "covisible",
             threads: int = 1) -> dict:
     """Align one synthetic scene of ``n`` views in this process; returns the measurements."""
-    import resource
+    from _memory import peak_rss_kb  # benchmarks/ is on sys.path when run as a script
     import time
 
     import numpy as np
@@ -77,8 +43,8 @@ def run_one(n: int, graph: str, niter1: int, niter2: int, height: int, width: in
     scene = make_scene(n, height, width, seed=0)
     views = scene.views()
     pairs = make_pairs(views, scene_graph=graph, symmetrize=False)
-    model = covisible_oracle(scene) if oracle == "covisible" else OracleModel(scene)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model = OracleModel(scene, hidden_desc_conf=0.1 if oracle == "covisible" else None)
+    rss0 = peak_rss_kb() / 1e3
     start = time.perf_counter()
     res = sparse_global_alignment([v["instance"] for v in views], pairs, None, model, niter1=niter1, niter2=niter2,
                                   opt_pp=False, verbose=False)
@@ -86,7 +52,7 @@ def run_one(n: int, graph: str, niter1: int, niter2: int, height: int, width: in
     err = pose_errors(res.get_im_poses().double().numpy(), scene.cam2world)
     focal = np.abs(res.get_focals().double().numpy() / scene.K[:, 0, 0] - 1)
     return dict(n=n, graph=graph, pairs=len(pairs), niter=f"{niter1}+{niter2}", time_s=elapsed,
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_before_mb=rss0,
+                peak_rss_mb=peak_rss_kb() / 1e3, rss_before_mb=rss0,
                 rot_deg_median=err["rot_deg_median"], rot_deg_max=err["rot_deg"],
                 trans_deg_median=err["trans_dir_deg_median"], trans_deg_max=err["trans_dir_deg"],
                 focal_err_median=float(np.median(focal)), focal_err_max=float(focal.max()),

@@ -210,9 +210,17 @@ class AsymmetricCroCo3DStereo(
         outs2[-1] = self.dec_norm(outs2[-1])
         return outs1, outs2
 
+    # without autograd, heads run on this many images at a time: the DPT's full-resolution activations
+    # dominate peak memory and convolutions are as fast image by image, so chunking only lowers the peak
+    head_chunk_size: int = 1
+
     def _downstream_head(self, head_num: int, decout: List[torch.Tensor], img_shape: torch.Tensor) -> Dict:
         head = self.head1 if head_num == 1 else self.head2
-        return head(decout, img_shape)
+        B, step = decout[0].shape[0], max(1, int(self.head_chunk_size))
+        if torch.is_grad_enabled() or B <= step:
+            return head(decout, img_shape)
+        parts = [head([d[s:s + step] for d in decout], img_shape[s:s + step]) for s in range(0, B, step)]
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
     def forward(self, view1: dict, view2: dict):
         (shape1, shape2), (feat1, feat2), (pos1, pos2) = self._encode_symmetrized(view1, view2)

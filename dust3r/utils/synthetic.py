@@ -789,6 +789,11 @@ class OracleModel(torch.nn.Module):
         lookup: ``'image'`` (default, by content) or ``'idx'`` (trust ``view['idx']`` as the scene index).
         scale_per_pair: multiply both pointmaps of each pair by a scale drawn log-uniformly in [0.5, 2] from
             ``(seed, i, j)``, mimicking the per-pair scale ambiguity of DUSt3R (default False: metric, like MASt3R).
+        hidden_desc_conf: ``desc_conf`` of the pixels whose surface point the other view of the pair does not see
+            (out of view or occluded), as a trained MASt3R reports low descriptor confidence there (its
+            ``desc_conf`` is ``exp(x)``, so it may be below 1). ``None`` keeps a uniform ``desc_conf``. Without
+            it, matches between parts of two views that do not overlap come with full confidence and mislead the
+            sparse alignment of large, wide-baseline scenes.
 
     Attributes mirroring AsymmetricMASt3R: ``patch_embed.patch_size == (16, 16)``, ``patch_size = 16``,
     ``desc_mode='norm'``, ``two_confs``, ``output_mode='pts3d+desc{D}'``, ``head_type='oracle'``. It has no
@@ -798,7 +803,8 @@ class OracleModel(torch.nn.Module):
 
     def __init__(self, scene: SyntheticScene, noise_std: float = 0.0, desc_dim: int = 24, seed: int = 0,
                  two_confs: bool = True, conf: float = 10.0, match_tol: float = 0.02, thumb_tol: float = 0.04,
-                 lookup: str = "image", scale_per_pair: bool = False) -> None:
+                 lookup: str = "image", scale_per_pair: bool = False,
+                 hidden_desc_conf: Optional[float] = 0.1) -> None:
         super().__init__()
         for name in ("images", "pts3d", "cam2world", "K"):
             if not hasattr(scene, name):
@@ -825,6 +831,10 @@ class OracleModel(torch.nn.Module):
         self.n_views, self.height, self.width = N, H, W
         self.desc_dim, self.seed, self.two_confs, self.lookup = desc_dim, int(seed), bool(two_confs), lookup
         self.scale_per_pair = bool(scale_per_pair)
+        if hidden_desc_conf is not None:
+            hidden_desc_conf = _check_positive(hidden_desc_conf, "hidden_desc_conf")
+        self.hidden_desc_conf = hidden_desc_conf
+        self._covisible_cache: Dict[Tuple[int, int, int, int], torch.Tensor] = {}
         self.conf_value = 1.0 + (conf - 1.0) / (1.0 + 100.0 * self.noise_std)
         # attributes pipelines may read on a real model
         self.patch_embed = _PatchEmbedShim((16, 16))
@@ -950,6 +960,20 @@ class OracleModel(torch.nn.Module):
             raise ValueError(f"{name}['idx'] = {ints} is not {B} view indices in [0, {self.n_views})")
         return torch.tensor(ints, dtype=torch.long)
 
+    def covisible(self, i: int, j: int, h: int, w: int) -> torch.Tensor:
+        """(h, w) bool: pixels of view ``i`` (at input size h x w) whose surface point view ``j`` sees.
+
+        Computed at the render size with :meth:`SyntheticScene.correspondences` and resized with nearest
+        neighbour; cached per (i, j, h, w).
+        """
+        key = (i, j, h, w)
+        if key not in self._covisible_cache:
+            seen = torch.from_numpy(np.asarray(self.scene.correspondences(i, j)[1], dtype=bool))
+            if tuple(seen.shape) != (h, w):
+                seen = torch.nn.functional.interpolate(seen[None, None].float(), size=(h, w))[0, 0] > 0.5
+            self._covisible_cache[key] = seen
+        return self._covisible_cache[key]
+
     # ---------------------------------------------------------------- forward
     @torch.no_grad()
     def forward(self, view1: Dict[str, Any], view2: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor],
@@ -991,13 +1015,18 @@ class OracleModel(torch.nn.Module):
                     if self.scale_per_pair:
                         pts[b] *= scale
 
-        def _heads(pts: torch.Tensor, world: torch.Tensor) -> Dict[str, torch.Tensor]:
+        def _heads(pts: torch.Tensor, world: torch.Tensor, own: torch.Tensor, other: torch.Tensor
+                   ) -> Dict[str, torch.Tensor]:
             conf = torch.full(pts.shape[:3], self.conf_value, dtype=torch.float32)
             out = {"conf": conf, "desc": self.descriptors(world)}
             if self.two_confs:
-                out["desc_conf"] = conf.clone()
+                desc_conf = conf.clone()
+                if self.hidden_desc_conf is not None:
+                    seen = torch.stack([self.covisible(int(a), int(b), *pts.shape[1:3]) for a, b in zip(own, other)])
+                    desc_conf[~seen] = self.hidden_desc_conf
+                out["desc_conf"] = desc_conf
             return out
 
-        pred1 = {"pts3d": pts1_cam1.to(torch.float32), **_heads(pts1_cam1, world1)}
-        pred2 = {"pts3d_in_other_view": pts2_cam1.to(torch.float32), **_heads(pts2_cam1, world2)}
+        pred1 = {"pts3d": pts1_cam1.to(torch.float32), **_heads(pts1_cam1, world1, i, j)}
+        pred2 = {"pts3d_in_other_view": pts2_cam1.to(torch.float32), **_heads(pts2_cam1, world2, j, i)}
         return ({k: v.to(device) for k, v in pred1.items()}, {k: v.to(device) for k, v in pred2.items()})

@@ -203,9 +203,16 @@ class TestOracle:
         np.testing.assert_allclose(pred1["pts3d"][0].numpy(), _gt_in_cam(scene, 1, 1), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(pred2["pts3d_in_other_view"][0].numpy(), _gt_in_cam(scene, 1, 3),
                                    rtol=1e-5, atol=1e-5)
-        for pred in (pred1, pred2):
-            assert (pred["conf"] > 1).all() and (pred["desc_conf"] > 1).all()
+        for pred, (a, b) in ((pred1, (1, 3)), (pred2, (3, 1))):
+            assert (pred["conf"] > 1).all()
             np.testing.assert_allclose(pred["desc"].norm(dim=-1).numpy(), 1.0, atol=1e-5)
+            # desc_conf: high where the other view sees the point, hidden_desc_conf elsewhere
+            seen = torch.from_numpy(scene.correspondences(a, b)[1])
+            assert 0 < int(seen.sum()) < seen.numel()
+            assert (pred["desc_conf"][0][seen] > 1).all()
+            assert torch.all(pred["desc_conf"][0][~seen] == oracle.hidden_desc_conf)
+        uniform = OracleModel(scene, hidden_desc_conf=None)(views[1], views[3])[0]["desc_conf"]
+        assert torch.all(uniform == uniform.max()) and (uniform > 1).all()
         # same 3D point -> same descriptor: view 1's desc in pair (3, 1) is pred2 desc of (1, 3)
         q1, q2 = oracle(views[3], views[1])
         assert torch.equal(q2["desc"], pred1["desc"]) and torch.equal(q1["desc"], pred2["desc"])
