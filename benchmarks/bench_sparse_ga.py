@@ -59,9 +59,31 @@ def run_one(n: int, graph: str, niter1: int, niter2: int, height: int, width: in
                 centre_err_rel=err["center_err_rel"])
 
 
+PAIR_COUNT_GRAPHS = ("complete", "swin-3", "swin-3-noncyclic", "logwin-3", "oneref-0")
+
+
+def print_pair_counts(sizes: Sequence[int], graphs: Sequence[str] = PAIR_COUNT_GRAPHS) -> None:
+    """Markdown table: number of pairs :func:`make_pairs` gives (``symmetrize=False``) per scene graph and N."""
+    import numpy as np
+    import torch
+
+    from dust3r.image_pairs import make_pairs
+
+    print("| N | " + " | ".join(graphs) + " |")
+    print("|---|" + "---|" * len(graphs))
+    for n in sizes:
+        views = [dict(img=torch.zeros(1, 3, 16, 16), true_shape=np.int32([[16, 16]]), idx=i, instance=str(i))
+                 for i in range(n)]
+        counts = [len(make_pairs(views, scene_graph=g, symmetrize=False)) for g in graphs]
+        print(f"| {n} | " + " | ".join(str(c) for c in counts) + " |")
+    print()
+
+
 def main(sizes: Sequence[int], graphs: Sequence[str] = ("swin-3", "complete"), max_complete: int = 32,
          niter1: int = 300, niter2: int = 300, height: int = 48, width: int = 64, oracle: str = "covisible",
          threads: int = 1) -> List[dict]:
+    print("pairs per scene graph (each pair is run in both directions by the alignment)\n")
+    print_pair_counts(sizes)
     rows = []
     for n in sizes:
         for graph in graphs:
