@@ -208,6 +208,16 @@ class KnownCamerasMixin:
     def _update_trainable(self) -> None:
         """Stop optimising parameters whose every value is preset."""
 
+    # original setter names (used by the initialisation and by callers of the original API) -----------------
+    def _set_focal(self, idx: int, focal, force: bool = False):
+        self._write_focal(idx, torch.as_tensor(focal))
+        return self.im_focals[idx]
+
+    def _set_principal_point(self, idx: int, pp, force: bool = False):
+        pp = pp if isinstance(pp, torch.Tensor) else torch.as_tensor(np.asarray(pp, dtype=np.float64))
+        self._write_pp(idx, pp)
+        return self.im_pp[idx]
+
     def _raw_im_poses(self) -> torch.Tensor:
         raise NotImplementedError
 

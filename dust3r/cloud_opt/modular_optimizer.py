@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -79,15 +78,6 @@ class ModularPointCloudOptimizer(BasePCOptimizer):
             self.im_poses[n].requires_grad_(not bool(self._known_pose_msk[n]))
             self.im_focals[n].requires_grad_(not bool(self._known_focal_msk[n]))
             self.im_pp[n].requires_grad_(self.optimize_pp and not bool(self._known_pp_msk[n]))
-
-    def _set_focal(self, idx: int, focal, force: bool = False):
-        self._write_focal(idx, torch.as_tensor(focal))
-        return self.im_focals[idx]
-
-    def _set_principal_point(self, idx: int, pp, force: bool = False):
-        self._write_pp(idx, torch.as_tensor(np.asarray(pp, dtype=np.float64) if not isinstance(pp, torch.Tensor)
-                                            else pp))
-        return self.im_pp[idx]
 
     @torch.no_grad()
     def _set_depthmap(self, idx: int, depth: torch.Tensor, force: bool = False):

@@ -124,15 +124,6 @@ class PointCloudOptimizer(BasePCOptimizer):
                 poses.data[idx, 7] = math.log(float(scale))
         return poses[idx]
 
-    def _set_focal(self, idx: int, focal: float, force: bool = False):
-        self._write_focal(idx, torch.as_tensor(focal))
-        return self.im_focals[idx]
-
-    def _set_principal_point(self, idx: int, pp, force: bool = False):
-        self._write_pp(idx, torch.as_tensor(np.asarray(pp, dtype=np.float64) if not isinstance(pp, torch.Tensor)
-                                            else pp))
-        return self.im_pp[idx]
-
     @torch.no_grad()
     def _set_depthmap(self, idx: int, depth: torch.Tensor, force: bool = False):
         """Write a (H, W) depth map of image ``idx`` (non-positive / non-finite depths give log-depth 0)."""
