@@ -170,7 +170,7 @@ def build_demo(model: Any, device: str, image_size: int = 512, tmp_dir: Optional
             lr2 = gr.Slider(label="Fine LR", value=0.014, minimum=0.005, maximum=0.05, step=0.001)
             niter2 = gr.Number(value=200, precision=0, minimum=0, maximum=100_000, label="num_iterations",
                                info="For refinement!")
-            optim_level = gr.Dropdown(["coarse", "refine", "refine+depth"], value="refine", label="OptLevel",
+            optim_level = gr.Dropdown(["coarse", "refine", "refine+depth"], value="refine+depth", label="OptLevel",
                                       info="Optimization level")
         with gr.Row():
             matching_conf_thr = gr.Slider(label="Matching Confidence Thr", value=5.0, minimum=0.0, maximum=30.0,

@@ -4,7 +4,7 @@
 
     python3 -m mast3r.reconstruct IMAGES_OR_DIR [...] --weights CKPT | --model_name NAME --out DIR \\
         [--scene-graph complete|swin-N|logwin-N|oneref-ID] [--image-size 512] [--known-intrinsics K.json] \\
-        [--device cuda] [--niter1 500 --niter2 200 --lr1 0.07 --lr2 0.014 --optim-level refine] \\
+        [--device cuda] [--niter1 500 --niter2 200 --lr1 0.07 --lr2 0.014 --optim-level refine+depth] \\
         [--formats glb,ply,colmap,nerfstudio,cameras,depth]
 
 Pipeline (the same as the browser demo, :func:`run_sparse_pipeline`)::
@@ -63,7 +63,7 @@ class SparseOptions:
     niter1: int = 500
     lr2: float = 0.014
     niter2: int = 200
-    optim_level: str = "refine"
+    optim_level: str = "refine+depth"
     matching_conf_thr: float = 5.0
     shared_intrinsics: bool = False
 
