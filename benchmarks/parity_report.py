@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from dust3r.inference import inference  # noqa: E402
 from dust3r.model_loading import load_pretrained  # noqa: E402
 from tests.helpers import tiny_weights  # noqa: E402
-from tests.parity import DATA, MODELS, fixture_pairs, rel_err, tolerance  # noqa: E402
+from tests.parity import DATA, MODELS, fixture_pairs, record_module_outputs, rel_err, tolerance  # noqa: E402
 
 
 def stage_of(key: str) -> str:
@@ -47,15 +47,7 @@ def collect(name: str, model, tmp: Path) -> dict:
                 errors[f"output {part}.{key}"] = max(errors[f"output {part}.{key}"],
                                                      rel_err(out[part][key][k], ref[f"pair{k}.{part}.{key}"]))
     inter = np.load(DATA / "inference" / f"{name}_intermediates.npz")
-    got, calls = {}, {}
-
-    def hook(mod_name):
-        def store(module, inputs, output):
-            c = calls.get(mod_name, 0)
-            calls[mod_name] = c + 1
-            got[f"fwd.{mod_name}.call{c}"] = output
-        return store
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    got, _, handles = record_module_outputs(model)
     v1, v2 = pairs[0]
     with torch.no_grad():
         model(*(dict(v, true_shape=torch.from_numpy(v["true_shape"]), instance=[v["instance"]]) for v in (v1, v2)))

@@ -58,3 +58,17 @@ def fixture_pairs(name: str):
             pair.append(views[idx])
         pairs.append(tuple(pair))
     return pairs, ref
+
+
+def record_module_outputs(model):
+    """Forward hooks storing every call's output under the reference naming ``fwd.<module>.call<k>``."""
+    got, calls = {}, {}
+
+    def hook(name):
+        def store(module, inputs, output):
+            k = calls.get(name, 0)
+            calls[name] = k + 1
+            got[f"fwd.{name}.call{k}"] = output
+        return store
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    return got, calls, handles

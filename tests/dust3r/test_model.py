@@ -11,7 +11,7 @@ from dust3r.model import AsymmetricCroCo3DStereo
 from dust3r.model_loading import build_model, model_classes, normalise_model_kwargs
 from dust3r.utils.checkpoint import parse_constructor
 from mast3r.model import AsymmetricMASt3R
-from tests.parity import DATA, INDEX, MODELS, fixture_pairs, rel_err, tolerance
+from tests.parity import DATA, INDEX, MODELS, fixture_pairs, record_module_outputs, rel_err, tolerance
 
 SPEC = DATA / "spec"
 OFFICIAL = ["MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric", "DUSt3R_ViTLarge_BaseDecoder_512_dpt",
@@ -22,26 +22,12 @@ def _torch_view(view):
     return dict(view, true_shape=torch.from_numpy(view["true_shape"]), instance=[view["instance"]])
 
 
-def _record(model):
-    """Forward hooks storing every call's output under the reference naming ``fwd.<module>.call<k>``."""
-    got, calls = {}, {}
-
-    def hook(name):
-        def store(module, inputs, output):
-            k = calls.get(name, 0)
-            calls[name] = k + 1
-            got[f"fwd.{name}.call{k}"] = output
-        return store
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
-    return got, calls, handles
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_intermediates_match_reference(name, tiny_model):
     model = tiny_model(name)
     pairs, _ = fixture_pairs(name)
     inter = np.load(DATA / "inference" / f"{name}_intermediates.npz")
-    got, calls, handles = _record(model)
+    got, calls, handles = record_module_outputs(model)
     try:
         with torch.no_grad():
             model(_torch_view(pairs[0][0]), _torch_view(pairs[0][1]))
@@ -168,7 +154,7 @@ def test_symmetrized_batch_encodes_each_image_once(tiny_model):
     a, b = pairs[1]
     view1 = {"img": torch.cat([a["img"], b["img"]]), "instance": [a["instance"], b["instance"]]}
     view2 = {"img": torch.cat([b["img"], a["img"]]), "instance": [b["instance"], a["instance"]]}
-    got, calls, handles = _record(model)
+    got, calls, handles = record_module_outputs(model)
     with torch.no_grad():
         r1, r2 = model(view1, view2)
     for h in handles:
