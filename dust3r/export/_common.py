@@ -55,14 +55,20 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 
 
+def _finite_matrices(value: Any, name: str, size: int, n: Optional[int], noun: str) -> np.ndarray:
+    """``value`` as a finite float64 (N, size, size) array, N == n when given (errors name ``name``)."""
+    arr = np.asarray(as_numpy(value), dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1:] != (size, size):
+        raise ValueError(f"{name} must have shape (N, {size}, {size}), got {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} {noun} for {n} images")
+    check_finite(arr, name)
+    return arr
+
+
 def check_cam2world(cam2world: Any, name: str = "cam2world", n: Optional[int] = None) -> np.ndarray:
     """Validate (N, 4, 4) rigid cam2world matrices; returns float64 numpy."""
-    arr = np.asarray(as_numpy(cam2world), dtype=np.float64)
-    if arr.ndim != 3 or arr.shape[1:] != (4, 4):
-        raise ValueError(f"{name} must have shape (N, 4, 4), got {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} poses for {n} images")
-    check_finite(arr, name)
+    arr = _finite_matrices(cam2world, name, 4, n, "poses")
     if not np.allclose(arr[:, 3], [0, 0, 0, 1], atol=1e-6):
         raise ValueError(f"{name}: last row of every pose must be [0, 0, 0, 1]")
     R = arr[:, :3, :3]
@@ -77,12 +83,7 @@ def check_cam2world(cam2world: Any, name: str = "cam2world", n: Optional[int] = 
 
 def check_intrinsics(K: Any, name: str = "K", n: Optional[int] = None) -> np.ndarray:
     """Validate (N, 3, 3) pinhole intrinsics (positive focals, zero skew, last row [0, 0, 1])."""
-    arr = np.asarray(as_numpy(K), dtype=np.float64)
-    if arr.ndim != 3 or arr.shape[1:] != (3, 3):
-        raise ValueError(f"{name} must have shape (N, 3, 3), got {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} matrices for {n} images")
-    check_finite(arr, name)
+    arr = _finite_matrices(K, name, 3, n, "matrices")
     if not np.allclose(arr[:, 2], [0, 0, 1], atol=1e-9):
         raise ValueError(f"{name}: last row of every matrix must be [0, 0, 1]")
     if np.any(arr[:, 0, 0] <= 0) or np.any(arr[:, 1, 1] <= 0):
