@@ -321,6 +321,15 @@ def max_window_size(n_images: int, kind: str, win_cyclic: bool) -> int:
     return 1
 
 
+def graph_sliders(gr, n_images: int, top: int, windowed: bool, oneref: bool):
+    """Updated (window size, reference id) sliders for ``n_images`` uploads and a largest window ``top``.
+
+    gradio wants minimum < maximum, so the sliders' ranges never collapse to one value.
+    """
+    return (gr.Slider(value=top, minimum=1, maximum=max(top, 2), visible=windowed),
+            gr.Slider(value=0, minimum=0, maximum=max(n_images - 1, 1), visible=oneref))
+
+
 def prepare_views(paths: Sequence[str], image_size: int, patch_size: int = 16, verbose: bool = False):
     """``load_images`` on the paths; a single image is paired with a copy of itself (as the original demos)."""
     import copy
@@ -523,10 +532,8 @@ def build_demo(model: Any, device: str, image_size: int = 512, tmp_dir: Optional
 
     def update_graph_controls(files, scenegraph_type):
         n = len(files) if files else 1
-        top = max_window_size(n, "swin", True)
-        # gradio wants minimum < maximum: the sliders' ranges never collapse to one value
-        return (gr.Slider(value=top, minimum=1, maximum=max(top, 2), visible=scenegraph_type == "swin"),
-                gr.Slider(value=0, minimum=0, maximum=max(n - 1, 1), visible=scenegraph_type == "oneref"))
+        return graph_sliders(gr, n, max_window_size(n, "swin", True), scenegraph_type == "swin",
+                             scenegraph_type == "oneref")
 
     def rerender(state, *display_values):
         return rerender_outputs(state, DisplayOptions(*display_values))

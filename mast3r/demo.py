@@ -24,7 +24,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from dust3r.demo import (DemoState, DisplayOptions, SessionWorkspaces, UserInputError, configure_tmp,  # noqa: F401
-                         display_components, free_port, launch_demo, make_blocks, max_window_size, model_source,
+                         display_components, free_port, graph_sliders, launch_demo, make_blocks, max_window_size, model_source,
                          register_session_events, rerender_outputs, scene_graph_string, server_address,
                          validate_uploads, wire_display_events, _gradio, _session_id, _state_cleanup,
                          _upload_roots)
@@ -149,11 +149,9 @@ def build_demo(model: Any, device: str, image_size: int = 512, tmp_dir: Optional
     def update_graph_controls(files, win_cyclic, scenegraph_type):
         n = len(files) if files else 1
         windowed = scenegraph_type in ("swin", "logwin")
-        top = max_window_size(n, scenegraph_type, win_cyclic)
-        # gradio wants minimum < maximum: the sliders' ranges never collapse to one value
-        return (gr.Column(visible=windowed), gr.Slider(value=top, minimum=1, maximum=max(top, 2), visible=windowed),
-                gr.Checkbox(value=win_cyclic, visible=windowed),
-                gr.Slider(value=0, minimum=0, maximum=max(n - 1, 1), visible=scenegraph_type == "oneref"))
+        winsize, refid = graph_sliders(gr, n, max_window_size(n, scenegraph_type, win_cyclic), windowed,
+                                       scenegraph_type == "oneref")
+        return gr.Column(visible=windowed), winsize, gr.Checkbox(value=win_cyclic, visible=windowed), refid
 
     def rerender(state, *display_values):
         return rerender_outputs(state, DisplayOptions(*display_values))
