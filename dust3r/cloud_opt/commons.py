@@ -38,23 +38,36 @@ def compute_edge_scores(edges: Iterable[Tuple[str, Tuple[int, int]]], conf_i, co
     return {(i, j): edge_conf(conf_i, conf_j, name) for name, (i, j) in edges}
 
 
-def connected_components(n_nodes: int, edges: Sequence[Tuple[int, int]]) -> List[List[int]]:
-    """Connected components (sorted lists of node ids, sorted by smallest member) of an undirected graph."""
-    parent = list(range(n_nodes))
+class DisjointSets:
+    """Union-find over nodes ``0 .. n - 1`` (path halving; the smaller root becomes the representative)."""
 
-    def find(a: int) -> int:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        parent = self.parent
         while parent[a] != a:
             parent[a] = parent[parent[a]]
             a = parent[a]
         return a
 
+    def union(self, a: int, b: int) -> bool:
+        """Merge the sets of ``a`` and ``b``; False if they were already one set."""
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return False
+        self.parent[max(ra, rb)] = min(ra, rb)
+        return True
+
+
+def connected_components(n_nodes: int, edges: Sequence[Tuple[int, int]]) -> List[List[int]]:
+    """Connected components (sorted lists of node ids, sorted by smallest member) of an undirected graph."""
+    sets = DisjointSets(n_nodes)
     for i, j in edges:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+        sets.union(i, j)
     groups: Dict[int, List[int]] = {}
     for node in range(n_nodes):
-        groups.setdefault(find(node), []).append(node)
+        groups.setdefault(sets.find(node), []).append(node)
     return sorted(groups.values(), key=lambda g: g[0])
 
 

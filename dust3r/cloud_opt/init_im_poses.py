@@ -23,7 +23,7 @@ import torch
 
 from ..post_process import estimate_focal_knowing_depth
 from ..utils.geometry import xy_grid
-from .commons import sim3_to_4x4, weighted_procrustes
+from .commons import DisjointSets, sim3_to_4x4, weighted_procrustes
 from .pair_inputs import ravel_pad
 
 logger = logging.getLogger(__name__)
@@ -64,20 +64,9 @@ def spanning_tree_order(n_imgs: int, edges: Sequence[Tuple[int, int]], scores: S
     remaining tree edge touching the images already placed.
     """
     order = sorted(range(len(edges)), key=lambda e: -scores[e])
-    parent = list(range(n_imgs))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    tree = []
-    for e in order:  # Kruskal on the undirected graph, best edges first
-        ri, rj = find(edges[e][0]), find(edges[e][1])
-        if ri != rj:
-            parent[ri] = rj
-            tree.append(e)
+    sets = DisjointSets(n_imgs)
+    # Kruskal on the undirected graph, best edges first
+    tree = [e for e in order if sets.union(*edges[e])]
     if len(tree) != n_imgs - 1:
         raise ValueError("the pair graph is not connected; cannot build a spanning tree")
 
