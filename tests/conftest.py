@@ -15,6 +15,16 @@ DATA = Path(__file__).resolve().parent / "data"
 torch.set_num_threads(int(os.environ.get("MAST3R_TEST_THREADS", "2")))
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_rng():
+    """Every test starts from the same global RNG state: unseeded draws give the same values on every run."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
