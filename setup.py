@@ -56,7 +56,14 @@ setup(
         "heif": ["pillow-heif"],
         "test": ["pytest", "matplotlib", "trimesh"],
     },
-    entry_points={"console_scripts": ["mast3r-reconstruct=mast3r.reconstruct:cli"]},
+    entry_points={
+        "console_scripts": ["mast3r-reconstruct=mast3r.reconstruct:cli"],
+        # model classes by the name checkpoints store; dust3r.model_loading resolves them without importing mast3r
+        "dust3r.models": [
+            "AsymmetricCroCo3DStereo = dust3r.model:AsymmetricCroCo3DStereo",
+            "AsymmetricMASt3R = mast3r.model:AsymmetricMASt3R",
+        ],
+    },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

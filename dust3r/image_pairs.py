@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,7 +38,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["make_pairs", "sel", "filter_pairs_seq", "filter_edges_seq"]
+__all__ = ["make_pairs", "parse_scene_graph", "SceneGraph", "sel", "filter_pairs_seq", "filter_edges_seq"]
 
 View = Dict[str, Any]
 Pair = Tuple[View, View]
@@ -77,37 +78,77 @@ def _window_candidates(n: int, kind: str, window: int, cyclic: bool) -> Iterator
             yield (min(i, j), max(i, j))
 
 
-def _graph_edges(scene_graph: str, n: int) -> List[Tuple[int, int]]:
-    """Ordered directed edges (i, j) = (view1 index, view2 index) of a scene graph on n images."""
-    if scene_graph == "complete":
-        return [(i, j) for i in range(n) for j in range(i)]
+@dataclass(frozen=True)
+class SceneGraph:
+    """A parsed scene-graph string (see the module docstring for the forms).
 
+    Attributes:
+        kind: ``'complete'``, ``'swin'``, ``'logwin'`` or ``'oneref'``.
+        window: window size N of ``swin`` / ``logwin`` (None otherwise).
+        cyclic: whether a ``swin`` / ``logwin`` window wraps around the sequence.
+        ref: reference image of ``oneref`` (None otherwise).
+    """
+
+    kind: str
+    window: Optional[int] = None
+    cyclic: bool = True
+    ref: Optional[int] = None
+
+
+def parse_scene_graph(scene_graph: Any, n_images: Optional[int] = None) -> SceneGraph:
+    """Parse a scene-graph string as :func:`make_pairs` reads it, without building any pair.
+
+    Front ends call it to refuse a bad string before loading a model or images.
+
+    Args:
+        scene_graph: e.g. ``'complete'``, ``'swin-2-noncyclic'``, ``'logwin'``, ``'oneref-3'``.
+        n_images: number of images, when known: an ``oneref`` index must be below it.
+
+    Returns:
+        the :class:`SceneGraph`.
+
+    Raises:
+        ValueError: not a string, unknown form, window < 1, ``oneref`` index out of range (the message quotes
+            the string and lists the accepted forms).
+        NotImplementedError: ``retrieval`` graphs.
+    """
+    if not isinstance(scene_graph, str):
+        raise _bad_graph(scene_graph, f"expected a string, got {type(scene_graph).__name__}")
+    if scene_graph == "complete":
+        return SceneGraph("complete")
     match = _WINDOW_RE.match(scene_graph)
     if match:
         kind, win, cyc = match.groups()
         window = int(win) if win is not None else _DEFAULT_WINDOW
         if window < 1:
             raise _bad_graph(scene_graph, "the window size must be at least 1")
-        cyclic = cyc != "noncyclic"
-        edge_set = set()
-        for edge in _window_candidates(n, kind, window, cyclic):
-            edge_set.add(edge)  # same insertions, same order as the original => same iteration order
-        return [(i, j) for i, j in edge_set if i != j]
-
+        return SceneGraph(kind, window=window, cyclic=cyc != "noncyclic")
     match = _ONEREF_RE.match(scene_graph)
     if match:
         ref = int(match.group(1)) if match.group(1) is not None else 0
-        if ref >= n:
+        if n_images is not None and ref >= n_images:
             raise ValueError(f"scene graph {scene_graph!r}: reference image {ref} is out of range "
-                             f"for {n} image(s)")
-        return [(ref, j) for j in range(n) if j != ref]
-
+                             f"for {n_images} image(s)")
+        return SceneGraph("oneref", ref=ref)
     if scene_graph.startswith("retrieval"):
         raise NotImplementedError(
             f"scene graph {scene_graph!r}: retrieval-based pairing needs MASt3R's image-retrieval "
             "model, which is not available in this reimplementation; use 'complete', 'swin-N', "
             "'logwin-N' or 'oneref-ID' instead")
     raise _bad_graph(scene_graph)
+
+
+def _graph_edges(scene_graph: str, n: int) -> List[Tuple[int, int]]:
+    """Ordered directed edges (i, j) = (view1 index, view2 index) of a scene graph on n images."""
+    graph = parse_scene_graph(scene_graph, n)
+    if graph.kind == "complete":
+        return [(i, j) for i in range(n) for j in range(i)]
+    if graph.kind == "oneref":
+        return [(graph.ref, j) for j in range(n) if j != graph.ref]
+    edge_set = set()
+    for edge in _window_candidates(n, graph.kind, graph.window, graph.cyclic):
+        edge_set.add(edge)  # same insertions, same order as the original => same iteration order
+    return [(i, j) for i, j in edge_set if i != j]
 
 
 def make_pairs(imgs: Sequence[View], scene_graph: str = "complete", prefilter: Optional[str] = None,
@@ -131,8 +172,6 @@ def make_pairs(imgs: Sequence[View], scene_graph: str = "complete", prefilter: O
         ValueError: malformed ``scene_graph`` or ``prefilter``, ``oneref`` index out of range.
         NotImplementedError: ``retrieval`` graphs.
     """
-    if not isinstance(scene_graph, str):
-        raise _bad_graph(scene_graph, f"expected a string, got {type(scene_graph).__name__}")
     imgs = list(imgs)
     edges = _graph_edges(scene_graph, len(imgs))
     pairs: List[Pair] = [(imgs[i], imgs[j]) for i, j in edges]

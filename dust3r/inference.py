@@ -4,6 +4,11 @@
 in), then runs the decoders and heads on batches of pairs of the same image sizes. Results come back in the
 order of ``pairs``, on CPU, in the containers of the original implementation: tensors stacked over the pairs
 when all images share one size, Python lists of per-pair tensors otherwise.
+
+Models that run :class:`~dust3r.model.AsymmetricCroCo3DStereo`'s forward (the class and its subclasses, which may
+override ``_encode_image``, ``_decoder`` or ``_downstream_head``) get the shared encoder pass. Any other model
+(one written against the original's interface, a wrapper, a subclass with its own ``forward``) is called as the
+original ``inference`` calls it, ``model(view1, view2)`` per batch: only its forward defines its outputs.
 """
 from __future__ import annotations
 
@@ -14,12 +19,57 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from .model import upcast
-from .utils.device import collate_with_cat, to_cpu
+from .model import AsymmetricCroCo3DStereo, inf, true_shape_of, upcast  # noqa: F401  (inf: original name)
+from .model_loading import load_pretrained
+from .utils.device import collate_with_cat, to_cpu  # noqa: F401  (collate_with_cat: original name)
+from .utils.geometry import depthmap_to_pts3d, geotrf
 
 logger = logging.getLogger(__name__)
 
 _TO_DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "F_matrix", "corres")
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """A prediction holds NaN or infinity; the message names the pair(s) and their images."""
+
+
+def load_model(model_path: str, device, verbose: bool = True) -> torch.nn.Module:
+    """The original name: load any checkpoint form (``.pth``, HF directory, hub id) onto ``device``, in eval mode.
+
+    See :func:`dust3r.model_loading.load_pretrained` (the class is the one the checkpoint names).
+    """
+    return load_pretrained(model_path, device=device, verbose=verbose)
+
+
+def get_pred_pts3d(gt: dict, pred: dict, use_pose: bool = False) -> torch.Tensor:
+    """The 3D points (B, H, W, 3) a prediction dict stands for.
+
+    * ``depth`` (B, H, W) + ``pseudo_focal``: unprojected with the principal point of
+      ``gt['camera_intrinsics']`` (B, 3, 3) when present, else the image centre;
+    * ``pts3d``: the points in the view's own camera frame;
+    * ``pts3d_in_other_view``: already in the other view's frame, returned as is (needs ``use_pose=True``).
+
+    With ``use_pose``, the points are moved by ``pred['camera_pose']`` (B, 4, 4) (``pts3d_in_other_view`` excepted).
+    """
+    if "depth" in pred and "pseudo_focal" in pred:
+        intrinsics = gt.get("camera_intrinsics") if hasattr(gt, "get") else None
+        pts3d = depthmap_to_pts3d(**pred, pp=None if intrinsics is None else intrinsics[..., :2, 2])
+    elif "pts3d" in pred:
+        pts3d = pred["pts3d"]
+    elif "pts3d_in_other_view" in pred:
+        if not use_pose:
+            raise ValueError("get_pred_pts3d: 'pts3d_in_other_view' is already in the other view's frame; "
+                             "call it with use_pose=True")
+        return pred["pts3d_in_other_view"]
+    else:
+        raise KeyError(f"get_pred_pts3d: the prediction has none of 'depth'+'pseudo_focal', 'pts3d', "
+                       f"'pts3d_in_other_view' (keys: {sorted(pred)})")
+    if use_pose:
+        camera_pose = pred.get("camera_pose")
+        if camera_pose is None:
+            raise KeyError("get_pred_pts3d: use_pose=True needs pred['camera_pose']")
+        pts3d = geotrf(camera_pose, pts3d)
+    return pts3d
 
 
 def _interleave_imgs(img1: dict, img2: dict) -> dict:
@@ -81,8 +131,12 @@ def _view_key(view: dict):
     return id(view["img"])
 
 
-def _has_split_forward(model) -> bool:
-    return all(hasattr(model, name) for name in ("_encode_image", "_decoder", "_downstream_head"))
+def _runs_our_forward(model) -> bool:
+    """True when ``model(view1, view2)`` is :class:`AsymmetricCroCo3DStereo`'s forward, which the cached path
+    reproduces piece by piece (through the model's own ``_encode_image``, ``_decoder``, ``_downstream_head``)."""
+    cls = type(model)
+    return (isinstance(model, AsymmetricCroCo3DStereo) and cls.forward is AsymmetricCroCo3DStereo.forward
+            and cls._encode_symmetrized is AsymmetricCroCo3DStereo._encode_symmetrized)
 
 
 class _EncoderCache:
@@ -103,7 +157,7 @@ class _EncoderCache:
         device_type = torch.device(self.device).type
         for chunk in tqdm(chunks, desc="encoding images", disable=not self.verbose or len(chunks) < 2):
             imgs = torch.cat([v["img"] for v in chunk]).to(self.device)
-            shapes = torch.cat([self.model._true_shape(v) for v in chunk]).to(self.device)
+            shapes = torch.cat([true_shape_of(v) for v in chunk]).to(self.device)
             with _autocast(device_type, self.amp):
                 feats, pos, _ = self.model._encode_image(imgs, shapes)
             for i, view in enumerate(chunk):
@@ -132,6 +186,8 @@ def inference(pairs: Sequence, model, device, batch_size: int = 8, verbose: bool
         (H, W, 3 per pair), ``conf``; ``pred2`` holds ``pts3d_in_other_view``, ``conf`` (+ ``desc``, ``desc_conf``
         for MASt3R). Values are stacked tensors (P, ...) when all images share a size, else lists of per-pair
         tensors.
+    Raises:
+        NonFiniteOutputError: a prediction holds NaN/inf; names the pair index and both views' instance/filepath.
     """
     if len(pairs) == 0:
         raise ValueError("inference() got no image pairs")
@@ -152,7 +208,7 @@ def inference(pairs: Sequence, model, device, batch_size: int = 8, verbose: bool
     batches = [idx[i:i + batch_size] for idx in groups.values() for i in range(0, len(idx), batch_size)]
 
     cache = None
-    if _has_split_forward(model):
+    if _runs_our_forward(model):
         cache = _EncoderCache(model, device, batch_size, amp, verbose)
         cache.fill([v for pair in pairs for v in pair])
 
@@ -166,9 +222,36 @@ def inference(pairs: Sequence, model, device, batch_size: int = 8, verbose: bool
         else:
             res = _decode_batch(model, cache, views1, views2, collated, device, amp)
         res = to_cpu(res)
+        _check_finite(res, batch, pairs)
         for j, k in enumerate(batch):
             per_pair[k] = _select_row(res, j)
     return collate_with_cat(per_pair, lists=multiple_shapes)
+
+
+def _describe_view(view: dict) -> str:
+    parts = []
+    for key in ("instance", "filepath"):
+        value = view.get(key)
+        if isinstance(value, (list, tuple)) and len(value) == 1:
+            value = value[0]
+        if value is not None:
+            parts.append(f"{key} {str(value)!r}")
+    return ", ".join(parts) or "no instance/filepath"
+
+
+def _check_finite(res: dict, batch: List[int], pairs: Sequence) -> None:
+    """Raise :class:`NonFiniteOutputError` naming each pair of ``batch`` whose prediction holds NaN/inf."""
+    bad: Dict[int, List[str]] = {}
+    for part in ("pred1", "pred2"):
+        for key, value in res[part].items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                rows = (~torch.isfinite(value.reshape(value.shape[0], -1))).any(dim=1)
+                for j in rows.nonzero().flatten().tolist():
+                    bad.setdefault(batch[j], []).append(f"{part}.{key}")
+    if bad:
+        lines = [f"pairs[{k}] ({_describe_view(pairs[k][0])} / {_describe_view(pairs[k][1])}): "
+                 f"{', '.join(keys)}" for k, keys in sorted(bad.items())]
+        raise NonFiniteOutputError("inference produced non-finite values (NaN or inf) for " + "; ".join(lines))
 
 
 def _decode_batch(model, cache: _EncoderCache, views1, views2, collated, device, amp) -> dict:

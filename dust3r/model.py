@@ -8,6 +8,7 @@ no code from the file is ever run.
 from __future__ import annotations
 
 import logging
+import os
 from copy import deepcopy
 from typing import Dict, List, Tuple
 
@@ -17,7 +18,9 @@ import torch
 from croco.models.croco import CroCoNet
 
 from .heads import head_factory
+from .model_loading import load_pretrained, register_model, split_pretrained_kwargs
 from .patch_embed import get_patch_embed
+from .utils.checkpoint import with_second_decoder, write_safetensors
 from .utils.misc import fill_default_args, freeze_all_params, interleave, is_symmetrized, transpose_to_landscape
 
 logger = logging.getLogger(__name__)
@@ -35,10 +38,20 @@ def load_model(model_path: str, device="cpu", verbose: bool = True):
 
     The model class comes from the checkpoint (DUSt3R or MASt3R). See :func:`dust3r.model_loading.load_pretrained`.
     """
-    from .model_loading import load_pretrained
     return load_pretrained(model_path, device=device, verbose=verbose)
 
 
+def true_shape_of(view: dict) -> torch.Tensor:
+    """(B, 2) int tensor of a view's true image sizes (H, W): ``view['true_shape']`` or the size of ``view['img']``
+    (B, 3, H, W) when absent."""
+    img = view["img"]
+    shape = view.get("true_shape")
+    if shape is None:
+        return torch.tensor(img.shape[-2:], device=img.device)[None].repeat(img.shape[0], 1)
+    return torch.as_tensor(shape, device=img.device).reshape(img.shape[0], 2)
+
+
+@register_model
 class AsymmetricCroCo3DStereo(
     CroCoNet,
     huggingface_hub.PyTorchModelHubMixin,
@@ -76,44 +89,37 @@ class AsymmetricCroCo3DStereo(
 
     # ---- loading ----
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *, device=None, **kw):
+    def from_pretrained(cls, pretrained_model_name_or_path, *, device=None, verbose: bool = False, **kw):
         """Load an official ``.pth``, a ``save_pretrained`` directory or a hub id (e.g.
         ``'naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt'``).
 
         Keyword args: ``device``; hub options ``cache_dir``, ``revision``, ``token``, ``local_files_only``,
-        ``force_download``. The returned model is in eval mode. Models are always built with
-        ``PatchEmbedDust3R`` and ``landscape_only=False`` (as the original ``load_model`` does), so landscape and
-        portrait images work whatever the checkpoint's form.
+        ``force_download``; any other keyword is a constructor argument that overrides the stored one (e.g.
+        ``landscape_only=True``, ``freeze='encoder'``), as the original hub mixin passes them to the model.
+        The checkpoint must hold this class or a subclass of it (an error says what it holds otherwise). Models are
+        built with ``PatchEmbedDust3R`` and ``landscape_only=False`` unless overridden (as the original
+        ``load_model`` does), so landscape and portrait images work whatever the checkpoint's form. The returned
+        model is in eval mode.
         """
-        from .model_loading import load_pretrained
-        return load_pretrained(pretrained_model_name_or_path, device=device, expected_cls=cls, **kw)
+        hub_kw, model_kw = split_pretrained_kwargs(kw)
+        return load_pretrained(pretrained_model_name_or_path, device=device, expected_cls=cls, verbose=verbose,
+                               model_kwargs=model_kw, **hub_kw)
+
+    @classmethod
+    def describes_config(cls, config: dict) -> bool:
+        """Whether a ``config.json`` (which names no class) holds this architecture: pointmaps only."""
+        return config.get("output_mode", "pts3d") == "pts3d"
 
     def load_state_dict(self, ckpt, strict: bool = True, assign: bool = False):
         """As ``nn.Module.load_state_dict``; CroCo-pretraining checkpoints (no ``dec_blocks2``) get the first
         decoder's weights copied into the second."""
-        if not any(k.startswith("dec_blocks2") for k in ckpt):
-            ckpt = dict(ckpt)
-            for key in [k for k in ckpt if k.startswith("dec_blocks.")]:
-                ckpt[key.replace("dec_blocks.", "dec_blocks2.", 1)] = ckpt[key]
-        return super().load_state_dict(ckpt, strict=strict, assign=assign)
+        return super().load_state_dict(with_second_decoder(ckpt), strict=strict, assign=assign)
 
     def _save_pretrained(self, save_directory) -> None:
         """Write ``model.safetensors`` as the original ``save_pretrained`` does: names that share one parameter
         are stored once (under the alphabetically first name) and the others recorded as aliases in the metadata;
         tensors are written contiguous."""
-        from pathlib import Path
-
-        from safetensors.torch import save_file
-        groups: Dict[int, List[str]] = {}
-        for key, tensor in self.state_dict(keep_vars=True).items():
-            groups.setdefault(id(tensor), []).append(key)
-        state = self.state_dict()
-        tensors, aliases = {}, {}
-        for keys in groups.values():
-            kept = sorted(keys)[0]
-            tensors[kept] = state[kept].contiguous()
-            aliases.update({k: kept for k in keys if k != kept})
-        save_file(tensors, str(Path(save_directory) / "model.safetensors"), metadata=aliases or None)
+        write_safetensors(self.state_dict(), os.path.join(save_directory, "model.safetensors"))
 
     # ---- construction ----
     def _set_patch_embed(self, img_size=224, patch_size=16, enc_embed_dim=768):
@@ -173,13 +179,7 @@ class AsymmetricCroCo3DStereo(
             out2, pos2, _ = self._encode_image(img2, true_shape2)
         return out, out2, pos, pos2
 
-    @staticmethod
-    def _true_shape(view: dict) -> torch.Tensor:
-        img = view["img"]
-        shape = view.get("true_shape")
-        if shape is None:
-            return torch.tensor(img.shape[-2:], device=img.device)[None].repeat(img.shape[0], 1)
-        return torch.as_tensor(shape, device=img.device).reshape(img.shape[0], 2)
+    _true_shape = staticmethod(true_shape_of)
 
     def _encode_symmetrized(self, view1: dict, view2: dict):
         """Encode a batch of pairs; for a symmetrized batch ((a, b), (b, a), ...) each image is encoded once."""

@@ -1,38 +1,132 @@
 """The one loading path for every checkpoint form: official ``.pth``, Hugging Face directory, hub id.
 
-Steps: locate the files (:func:`dust3r.utils.checkpoint.resolve_pretrained`), read them without running code
-(``torch.load(weights_only=True)`` / safetensors), turn the stored constructor string or ``config.json`` into
-keyword arguments (``ast`` against an allow-list, never ``eval``), build the model on the meta device (no random
-init, no second copy of the weights), then assign the checkpoint tensors with a strict key/shape check.
+Steps: check the device (:func:`dust3r.utils.device.resolve_device`), locate the files
+(:func:`dust3r.utils.checkpoint.resolve_pretrained`), read them without running code (``torch.load(weights_only=
+True)`` / safetensors), turn the stored constructor string or ``config.json`` into keyword arguments (``ast``
+against the registered class names, never ``eval``), build the model on the meta device (no random init, no second
+copy of the weights), then assign the checkpoint tensors with a strict key/shape check.
+
+Architectures are resolved by name through a registry (the way timm resolves model names): a model class joins it
+with :func:`register_model` when its module is imported, and a package that provides model classes declares them in
+the ``dust3r.models`` entry-point group (``setup.py``), which is consulted only for a name not registered yet. This
+module therefore never imports a model module: ``AsymmetricMASt3R`` is found through the entry point
+``mast3r.model:AsymmetricMASt3R``, and a DUSt3R-only installation loads DUSt3R checkpoints without MASt3R code.
 
 Every model is built with ``patch_embed_cls='PatchEmbedDust3R'`` and ``landscape_only=False``, as the original
-``load_model`` does for ``.pth`` files. The original's Hugging Face path kept ``ManyAR_PatchEmbed`` and failed on
-portrait images; here all three forms give the same model and the same outputs.
+``load_model`` does for ``.pth`` files (keywords given to ``from_pretrained`` override this and every stored
+argument). The original's Hugging Face path kept ``ManyAR_PatchEmbed`` and failed on portrait images; here all three
+forms give the same model and the same outputs.
 """
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import Dict, Optional, Tuple, Type
+from importlib import metadata
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 
-from .utils.checkpoint import (CheckpointError, load_checkpoint_file, load_hf_directory, parse_constructor,
-                               resolve_pretrained)
+from croco.models.croco import CroCoNet
+
+from .utils.checkpoint import (CheckpointError, assign_weights, load_checkpoint_file, load_hf_directory,
+                               parse_constructor, resolve_pretrained)
+from .utils.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
-MODEL_CLASS_NAMES = ("AsymmetricCroCo3DStereo", "AsymmetricMASt3R")
+#: entry-point group through which installed packages declare model classes (``Name = module:Class``)
+ENTRY_POINT_GROUP = "dust3r.models"
+
+#: the package that provides each architecture of the official checkpoints (named in error messages)
+MODEL_PROVIDERS: Dict[str, str] = {"AsymmetricCroCo3DStereo": "dust3r", "AsymmetricMASt3R": "mast3r"}
+MODEL_CLASS_NAMES = tuple(MODEL_PROVIDERS)
+
+#: keyword arguments of ``from_pretrained`` / ``load_pretrained`` that go to the hub, not to the model
+HUB_OPTIONS = ("cache_dir", "revision", "token", "local_files_only", "force_download")
+
+_REGISTRY: Dict[str, type] = {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------------------------
+def register_model(cls: type) -> type:
+    """Class decorator: make ``cls`` loadable by its name (the name stored in checkpoints' constructor strings).
+
+    Registering another class under a taken name is an error; the same class (a module reloaded) replaces itself.
+    """
+    name = cls.__name__
+    old = _REGISTRY.get(name)
+    if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"model class name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _entry_points() -> Dict[str, "metadata.EntryPoint"]:
+    eps = metadata.entry_points()
+    group = eps.select(group=ENTRY_POINT_GROUP) if hasattr(eps, "select") else eps.get(ENTRY_POINT_GROUP, ())
+    return {ep.name: ep for ep in group}
+
+
+def _provider_hint(name: str) -> str:
+    package = MODEL_PROVIDERS.get(name)
+    return f"package '{package}'" if package else f"a package declaring it in the '{ENTRY_POINT_GROUP}' entry points"
+
+
+def _load_entry_point(name: str, ep) -> type:
+    try:
+        obj = ep.load()
+    except ImportError as exc:
+        raise CheckpointError(f"model class '{name}' is provided by {_provider_hint(name)} ({ep.value}), which "
+                              f"cannot be imported: {exc}") from exc
+    if not (isinstance(obj, type) and issubclass(obj, torch.nn.Module)):
+        raise CheckpointError(f"entry point '{name} = {ep.value}' of group '{ENTRY_POINT_GROUP}' is not a model class")
+    return _REGISTRY.get(name) or register_model(obj)
+
+
+def get_model_class(name: str) -> type:
+    """The model class registered under ``name``; looked up in the ``dust3r.models`` entry points when not
+    registered yet (importing the providing module then registers it).
+
+    Raises:
+        CheckpointError: no such class, naming the package that provides it.
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise CheckpointError(f"model class '{name}' is not available: it comes with {_provider_hint(name)}; install "
+                              f"it (pip install -e . in its repository) so that it registers in '{ENTRY_POINT_GROUP}'")
+    return _load_entry_point(name, ep)
+
+
+def known_model_names() -> Tuple[str, ...]:
+    """Names a checkpoint may name: registered, declared as entry points, or official."""
+    return tuple(sorted(set(_REGISTRY) | set(_entry_points()) | set(MODEL_PROVIDERS)))
+
+
+def _available_classes() -> Tuple[Dict[str, type], List[str]]:
+    """All classes that can be resolved now, and one line per declared class that cannot be imported."""
+    failures = []
+    for name, ep in _entry_points().items():
+        if name not in _REGISTRY:
+            try:
+                _load_entry_point(name, ep)
+            except CheckpointError as exc:
+                logger.debug("%s", exc)
+                failures.append(str(exc))
+    return dict(_REGISTRY), failures
 
 
 def model_classes() -> Dict[str, type]:
-    """Name -> class of the models a checkpoint may name."""
-    from mast3r.model import AsymmetricMASt3R
-
-    from .model import AsymmetricCroCo3DStereo
-    return {"AsymmetricCroCo3DStereo": AsymmetricCroCo3DStereo, "AsymmetricMASt3R": AsymmetricMASt3R}
+    """Name -> class of every model class a checkpoint may name (entry points imported where importable)."""
+    return _available_classes()[0]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Constructor arguments
+# ---------------------------------------------------------------------------------------------------------------
 def _tuples(value):
     """JSON lists back to tuples (img_size, depth_mode, ... are tuples in the constructor strings)."""
     if isinstance(value, list):
@@ -50,63 +144,22 @@ def normalise_model_kwargs(kwargs: dict) -> dict:
     return kwargs
 
 
-def _check_kwargs(cls: type, kwargs: dict, source: str) -> None:
-    """Reject keyword arguments that no constructor in the class hierarchy accepts."""
-    from croco.models.croco import CroCoNet
+def accepted_kwargs(cls: type) -> set:
+    """Named constructor arguments of ``cls`` and of every class it passes ``**kwargs`` on to (CroCoNet)."""
     accepted = set()
-    for klass in (cls, *cls.__mro__):
+    for klass in (*cls.__mro__, CroCoNet):
         init = klass.__dict__.get("__init__")
         if init is not None and klass is not object:
             accepted |= {n for n, p in inspect.signature(init).parameters.items()
                          if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    accepted |= set(inspect.signature(CroCoNet.__init__).parameters)
-    unknown = sorted(set(kwargs) - accepted - {"self"})
+    return accepted - {"self"}
+
+
+def _check_kwargs(cls: type, kwargs: dict, source: str) -> None:
+    """Reject keyword arguments that no constructor in the class hierarchy accepts."""
+    unknown = sorted(set(kwargs) - accepted_kwargs(cls))
     if unknown:
         raise CheckpointError(f"{source}: unknown model argument(s) {unknown} for {cls.__name__}")
-
-
-def _fill_aliases(model: torch.nn.Module, state_dict: dict) -> dict:
-    """Complete keys that name the same parameter as another key (DPT ``layer_rn.i`` = ``layer{i+1}_rn``)."""
-    by_param: Dict[int, list] = {}
-    for key, tensor in model.state_dict(keep_vars=True).items():
-        by_param.setdefault(id(tensor), []).append(key)
-    state_dict = dict(state_dict)
-    for keys in by_param.values():
-        present = [k for k in keys if k in state_dict]
-        if present and len(present) < len(keys):
-            for k in keys:
-                state_dict.setdefault(k, state_dict[present[0]])
-    return state_dict
-
-
-def _assign_weights(model: torch.nn.Module, state_dict: dict, source: str) -> None:
-    """Strictly load ``state_dict`` into a meta-device ``model`` (tensors are adopted, not copied)."""
-    if not any(k.startswith("dec_blocks2.") for k in state_dict):  # CroCo-style checkpoint: one decoder
-        state_dict = dict(state_dict)
-        for key in [k for k in state_dict if k.startswith("dec_blocks.")]:
-            state_dict["dec_blocks2." + key[len("dec_blocks."):]] = state_dict[key]
-    state_dict = _fill_aliases(model, state_dict)
-    expected = model.state_dict(keep_vars=True)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-                   for k, v in expected.items() if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or wrong_shape:
-        def head(items):
-            return ", ".join(items[:5]) + (f" ... ({len(items)} in all)" if len(items) > 5 else "")
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {head(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {head(unexpected)}")
-        if wrong_shape:
-            problems.append(f"shape mismatches: {head(wrong_shape)}")
-        raise CheckpointError(f"{source}: weights do not match the architecture it describes "
-                              f"({type(model).__name__}); " + "; ".join(problems))
-    non_float = [k for k in expected if not state_dict[k].is_floating_point()]
-    if non_float:
-        raise CheckpointError(f"{source}: non floating-point weights for {non_float[:3]}")
-    model.load_state_dict({k: state_dict[k].float() for k in expected}, strict=True, assign=True)
 
 
 def channels_last_convolutions(model: torch.nn.Module) -> torch.nn.Module:
@@ -131,6 +184,9 @@ def build_model(cls: type, kwargs: dict, source: str = "<kwargs>") -> torch.nn.M
         raise CheckpointError(f"{source}: cannot build {cls.__name__} from the stored arguments: {exc}") from exc
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Reading and choosing the class
+# ---------------------------------------------------------------------------------------------------------------
 def read_checkpoint(name_or_path, **hub_kw) -> Tuple[Optional[str], dict, dict, str]:
     """Locate and read a checkpoint. Returns (class name or None, constructor kwargs, state_dict, source)."""
     kind, path = resolve_pretrained(str(name_or_path), **hub_kw)
@@ -139,43 +195,89 @@ def read_checkpoint(name_or_path, **hub_kw) -> Tuple[Optional[str], dict, dict, 
         if not ckpt.get("constructor"):
             raise CheckpointError(f"{path}: no model description ('args.model' constructor string) in the "
                                   f"checkpoint; build the model yourself and call load_state_dict")
-        cls_name, kwargs = parse_constructor(ckpt["constructor"], MODEL_CLASS_NAMES)
+        cls_name, kwargs = parse_constructor(ckpt["constructor"], known_model_names())
         return cls_name, kwargs, ckpt["state_dict"], str(path)
     config, state_dict = load_hf_directory(path)
     config = dict(config)
     cls_name = config.pop("model_class", None) if isinstance(config.get("model_class"), str) else None
-    if cls_name is not None and cls_name not in MODEL_CLASS_NAMES:
-        raise CheckpointError(f"{path}: unsupported model_class {cls_name!r}; expected one of {MODEL_CLASS_NAMES}")
+    if cls_name is not None and cls_name not in known_model_names():
+        raise CheckpointError(f"{path}: unsupported model_class {cls_name!r}; expected one of {known_model_names()}")
     return cls_name, config, state_dict, str(path)
 
 
+def _most_derived(classes: List[type]) -> type:
+    return next(c for c in classes if all(issubclass(c, other) for other in classes))
+
+
+def class_for_config(config: dict, source: str) -> type:
+    """The architecture a Hugging Face ``config.json`` describes (it stores no class name): the most derived
+    available class whose ``describes_config(config)`` is true."""
+    classes, failures = _available_classes()
+    claims = [c for c in classes.values() if getattr(c, "describes_config", None) and c.describes_config(config)]
+    if claims:
+        try:
+            return _most_derived(claims)
+        except StopIteration:
+            raise CheckpointError(f"{source}: config.json fits several unrelated model classes "
+                                  f"{sorted(c.__name__ for c in claims)}") from None
+    hint = f"; {' '.join(failures)}" if failures else ""
+    raise CheckpointError(f"{source}: config.json (output_mode={config.get('output_mode')!r}, "
+                          f"head_type={config.get('head_type')!r}) describes none of the available model classes "
+                          f"{sorted(classes)}{hint}")
+
+
+def _choose_class(found: type, expected: Optional[type], source: str) -> type:
+    """The class to build for a checkpoint holding ``found`` when ``expected.from_pretrained`` was called.
+
+    A checkpoint of ``expected`` or of a registered subclass builds that class. An unregistered subclass of the
+    checkpoint's class (a user's extension) is built as itself. Anything else is refused, naming what the file holds.
+    """
+    if expected is None or issubclass(found, expected):
+        return found
+    if issubclass(expected, found) and _REGISTRY.get(expected.__name__) is not expected:
+        return expected
+    raise CheckpointError(f"{source} holds a checkpoint of {found.__name__}, not of {expected.__name__} (nor of a "
+                          f"subclass); load it with {found.__name__}.from_pretrained or "
+                          f"dust3r.model_loading.load_pretrained")
+
+
+def split_pretrained_kwargs(kwargs: dict) -> Tuple[dict, dict]:
+    """``from_pretrained`` keywords -> (hub options, model constructor overrides)."""
+    hub = {k: v for k, v in kwargs.items() if k in HUB_OPTIONS}
+    return hub, {k: v for k, v in kwargs.items() if k not in HUB_OPTIONS}
+
+
 def load_pretrained(name_or_path, *, device=None, expected_cls: Optional[Type] = None, verbose: bool = False,
-                    **hub_kw) -> torch.nn.Module:
+                    model_kwargs: Optional[dict] = None, **hub_kw) -> torch.nn.Module:
     """Load a model from a ``.pth`` file, a Hugging Face directory or a hub id.
 
     Args:
         name_or_path: file, directory or ``owner/name`` hub id.
-        device: where to put the model (default: stays on CPU).
-        expected_cls: class used when the checkpoint does not name one (HF config). A ``.pth`` names its class
-            and that class is built, as the original ``load_model`` does.
+        device: where to put the model (default: stays on CPU); checked before anything is read.
+        expected_cls: the class ``from_pretrained`` was called on: the checkpoint must hold it or a subclass
+            (see :func:`_choose_class`); a Hugging Face config naming no class is matched against the registry.
         verbose: log what is built.
+        model_kwargs: constructor arguments that override the stored ones (``landscape_only=True``,
+            ``freeze='encoder'``...), as the original hub mixin passes ``from_pretrained`` keywords to the model.
         **hub_kw: ``cache_dir``, ``revision``, ``token``, ``local_files_only``, ``force_download``.
     Returns:
         The model in eval mode.
     """
-    classes = model_classes()
+    device = resolve_device(device) if device is not None else None
     cls_name, kwargs, state_dict, source = read_checkpoint(name_or_path, **hub_kw)
-    if cls_name is not None:
-        cls = classes[cls_name]
-    else:
-        cls = expected_cls or classes["AsymmetricMASt3R" if "two_confs" in kwargs or "desc_mode" in kwargs
-                                      else "AsymmetricCroCo3DStereo"]
-    kwargs = normalise_model_kwargs(kwargs)
+    found = get_model_class(cls_name) if cls_name is not None else class_for_config(kwargs, source)
+    cls = _choose_class(found, expected_cls, source)
+    overrides = {k: _tuples(v) for k, v in (model_kwargs or {}).items()}
+    unknown = sorted(set(overrides) - accepted_kwargs(cls))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}: neither hub options {list(HUB_OPTIONS)} nor "
+                        f"arguments of {cls.__name__}")
+    kwargs = {**normalise_model_kwargs(kwargs), **overrides}
     if verbose:
         logger.info("building %s(%s) from %s", cls.__name__, ", ".join(f"{k}={v!r}" for k, v in kwargs.items()),
                     source)
     model = build_model(cls, kwargs, source)
-    _assign_weights(model, state_dict, source)
+    assign_weights(model, state_dict, source)
     channels_last_convolutions(model)
     model.eval()
     if device is not None:

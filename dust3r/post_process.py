@@ -7,7 +7,8 @@ pinhole camera with square pixels and principal point ``pp``::
 
 :func:`estimate_focal_knowing_depth` fits ``f`` to every pixel at once, either from the median of per-pixel
 votes (``'median'``) or as the minimiser of the summed reprojection distance, solved by iteratively re-weighted
-least squares (Weiszfeld's algorithm, ``'weiszfeld'``), then clips it to a plausible range.
+least squares (Weiszfeld's algorithm, ``'weiszfeld'``, :func:`dust3r.utils.geometry.weiszfeld_focal`), then
+clips it to a plausible range.
 """
 from __future__ import annotations
 
@@ -15,12 +16,9 @@ import math
 
 import torch
 
-from .utils.geometry import xy_grid
+from .utils.geometry import WEISZFELD_ITERS, weiszfeld_focal, xy_grid
 
-__all__ = ["estimate_focal_knowing_depth", "focal_base_of_size"]
-
-#: number of re-weighting steps of the Weiszfeld solver (as the original implementation)
-WEISZFELD_ITERS = 10
+__all__ = ["estimate_focal_knowing_depth", "focal_base_of_size", "WEISZFELD_ITERS"]
 
 
 def focal_base_of_size(H: int, W: int) -> float:
@@ -41,19 +39,6 @@ def _median_focal(pixels: torch.Tensor, pts3d: torch.Tensor) -> torch.Tensor:
     votes_y = pixels[..., 1] * pts3d[..., 2] / pts3d[..., 1]
     votes = torch.cat((votes_x.reshape(B, -1), votes_y.reshape(B, -1)), dim=-1)
     return torch.nanmedian(votes, dim=-1).values
-
-
-def _weiszfeld_focal(pixels: torch.Tensor, pts3d: torch.Tensor, n_iter: int = WEISZFELD_ITERS) -> torch.Tensor:
-    """argmin_f sum_p |pixel_p - f * xy_p / z_p| by IRLS, started from the least-squares solution. Returns (B,)."""
-    ray = (pts3d[..., :2] / pts3d[..., 2:3]).nan_to_num(posinf=0, neginf=0)  # (B, HW, 2) normalised coords
-    ray_dot_px = (ray * pixels).sum(dim=-1)  # (B, HW)
-    ray_dot_ray = ray.square().sum(dim=-1)
-    focal = ray_dot_px.mean(dim=1) / ray_dot_ray.mean(dim=1)  # closed-form L2 solution
-    for _ in range(n_iter):
-        residual = (pixels - focal[:, None, None] * ray).norm(dim=-1)
-        weight = residual.clip(min=1e-8).reciprocal()
-        focal = (weight * ray_dot_px).mean(dim=1) / (weight * ray_dot_ray).mean(dim=1)
-    return focal
 
 
 def estimate_focal_knowing_depth(pts3d: torch.Tensor, pp: torch.Tensor, focal_mode: str = "median",
@@ -86,7 +71,7 @@ def estimate_focal_knowing_depth(pts3d: torch.Tensor, pp: torch.Tensor, focal_mo
         with torch.no_grad():
             focal = _median_focal(pixels, flat)
     elif focal_mode == "weiszfeld":
-        focal = _weiszfeld_focal(pixels, flat)
+        focal = weiszfeld_focal(pixels, flat[..., :2] / flat[..., 2:3])
     else:
         raise ValueError(f"bad focal_mode={focal_mode!r}: expected 'median' or 'weiszfeld'")
 

@@ -9,20 +9,25 @@ OpenCV is used, when installed, for the opening and the connected components; ot
 the same mask (tests check both paths agree).
 
 Mesh helpers (``pts3d_to_trimesh``, ``cat_meshes``) return plain dicts of arrays that ``trimesh.Trimesh(**mesh)``
-accepts, so this module never imports trimesh.
+accepts. The scene helpers of the original (``add_scene_cam``, ``SceneViz``, ``show_raw_pointcloud``) build
+``trimesh.Scene`` objects; trimesh is imported when they are called, never at import time, and only ``show``
+opens a window.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from .utils.image import rgb  # noqa: F401  (the original exposed rgb here too)
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["segment_sky", "sky_colour_mask", "binary_opening_square", "keep_dominant_components",
-           "pts3d_to_trimesh", "cat_meshes", "cat_3d", "uint8", "auto_cam_size", "OPENGL", "CAM_COLORS"]
+           "pts3d_to_trimesh", "cat_meshes", "cat_3d", "uint8", "auto_cam_size", "OPENGL", "CAM_COLORS",
+           "add_scene_cam", "SceneViz", "show_raw_pointcloud", "rgb"]
 
 #: OpenCV camera axes (x right, y down, z forward) -> OpenGL axes (x right, y up, z backward)
 OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -278,3 +283,171 @@ def auto_cam_size(im_poses: Any) -> float:
     """Camera marker size: 10% of the median distance between camera centres (poses: list of 4x4 cam2world)."""
     from .utils.geometry import get_med_dist_between_poses
     return 0.1 * get_med_dist_between_poses(im_poses)
+
+
+# ================================================================================================ trimesh scenes
+def _trimesh() -> Any:
+    try:
+        import trimesh
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("dust3r.viz scenes need trimesh: pip install trimesh") from exc
+    return trimesh
+
+
+def _as_array(x: Any) -> Any:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
+
+
+def _image_u8(image: Any) -> np.ndarray:
+    """(H, W, 3) image, uint8 or float in [0, 1] (clipped) -> uint8."""
+    image = np.asarray(_as_array(image))
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"camera image must have shape (H, W, 3), got {image.shape}")
+    if np.issubdtype(image.dtype, np.floating):
+        image = np.clip(image, 0.0, 1.0)
+    return uint8(image)
+
+
+def add_scene_cam(scene: Any, pose_c2w: Any, edge_color: Any, image: Any = None, focal: Any = None,
+                  imsize: Optional[Tuple[int, int]] = None, screen_width: float = 0.03) -> List[str]:
+    """Add one camera to a ``trimesh.Scene``: its frustum, and its image on the far plane when given.
+
+    The frustum is the one the GLB export draws (:func:`dust3r.export.glb.camera_frustum`): apex at the camera
+    centre, far plane ``screen_width * W / H`` wide and ``screen_width`` high at depth
+    ``focal * screen_width / H`` (the proportions of the original's pyramid), principal point at the centre.
+
+    Args:
+        scene: the ``trimesh.Scene`` to add to (modified in place).
+        pose_c2w: (4, 4) cam2world, OpenCV axes (x right, y down, z forward); array or tensor.
+        edge_color: RGB colour of the frustum (uint8 values, or floats in [0, 1]).
+        image: optional (H, W, 3) image (uint8, or float in [0, 1]) shown on the far plane; gives W and H.
+        focal: focal length in pixels (a scalar, or an array whose first entry is used);
+            default ``1.1 * min(H, W)``.
+        imsize: ``(W, H)`` when no image is given; without both, ``W = H = focal / 1.1`` (or 1).
+        screen_width: height of the far plane in scene units.
+
+    Returns:
+        the names of the geometries added (frustum first, then the image quad if any).
+    """
+    from .export.glb import camera_frustum
+
+    trimesh = _trimesh()
+    pose = np.asarray(_as_array(pose_c2w), dtype=np.float64)
+    if pose.shape != (4, 4) or not np.isfinite(pose).all():
+        raise ValueError(f"add_scene_cam: pose_c2w must be a finite (4, 4) matrix, got shape {pose.shape}")
+    if focal is not None:
+        focal = float(np.asarray(_as_array(focal), dtype=np.float64).reshape(-1)[0])
+    if image is not None:
+        image = _image_u8(image)
+        H, W = image.shape[:2]
+    elif imsize is not None:
+        W, H = imsize
+    else:
+        H = W = focal / 1.1 if focal is not None else 1.0
+    if focal is None:
+        focal = 1.1 * min(H, W)
+    if not (focal > 0 and W > 0 and H > 0 and screen_width > 0):
+        raise ValueError(f"add_scene_cam: focal, image size and screen_width must be positive, got focal={focal}, "
+                         f"(W, H)=({W}, {H}), screen_width={screen_width}")
+    K = np.array([[focal, 0.0, W / 2 - 0.5], [0.0, focal, H / 2 - 0.5], [0.0, 0.0, 1.0]])
+    verts, faces, corners = camera_frustum(pose, K, W, H, screen_width * W / H)
+    frustum = trimesh.Trimesh(vertices=verts, faces=faces, process=False)
+    color = uint8(np.asarray(edge_color).reshape(-1)[:3])
+    frustum.visual.face_colors = np.tile(np.append(color, 255).astype(np.uint8), (len(faces), 1))
+    names = [scene.add_geometry(frustum)]
+    if image is not None:
+        # corners: top-left, top-right, bottom-right, bottom-left; texture v axis points up
+        quad = trimesh.Trimesh(vertices=corners, faces=[[0, 3, 2], [0, 2, 1], [0, 1, 2], [0, 2, 3]], process=False)
+        uv = np.array([[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+        from PIL import Image
+        quad.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(image))
+        names.append(scene.add_geometry(quad))
+    return names
+
+
+def _per_image(x: Any, image_ndim: int = 3) -> List[np.ndarray]:
+    """Per-image arrays from a list / tuple, or from an array / tensor holding one image (``image_ndim`` axes)
+    or a stack of them."""
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(_as_array(v)) for v in x]
+    arr = np.asarray(_as_array(x))
+    return [arr] if arr.ndim <= image_ndim else list(arr)
+
+
+def _point_colors(colors: Any, n_points: int) -> np.ndarray:
+    """(N, 3) uint8 from one RGB colour or per-point colours (uint8 or floats in [0, 1])."""
+    single = not isinstance(colors, (list, tuple)) or (len(colors) == 3 and all(np.ndim(c) == 0 for c in colors))
+    if single and np.shape(_as_array(colors)) == (3,):
+        return np.broadcast_to(uint8(np.asarray(_as_array(colors))), (n_points, 3))
+    arr = cat_3d(colors)
+    if len(arr) != n_points:
+        raise ValueError(f"got {len(arr)} colours for {n_points} points")
+    return uint8(np.clip(arr, 0.0, 1.0) if np.issubdtype(arr.dtype, np.floating) else arr)
+
+
+def show_raw_pointcloud(pts3d: Any, colors: Any, point_size: int = 2) -> Any:
+    """Show points with their colours in trimesh's viewer (needs a display); returns the scene shown.
+
+    Args:
+        pts3d: (..., 3) array / tensor, or a list of them (flattened and concatenated).
+        colors: per-point colours in the same layout (uint8, or floats in [0, 1]), or one RGB colour.
+        point_size: viewer point size in pixels.
+    """
+    trimesh = _trimesh()
+    pts = cat_3d(pts3d)
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.PointCloud(pts, colors=_point_colors(colors, len(pts))))
+    scene.show(line_settings={"point_size": point_size})
+    return scene
+
+
+class SceneViz:
+    """A ``trimesh.Scene`` (``self.scene``) assembled with chained calls, then shown or exported.
+
+    ``SceneViz().add_pointcloud(pts3d, imgs, masks).add_cameras(poses, focals, images=imgs).show()``
+    """
+
+    def __init__(self) -> None:
+        self.scene = _trimesh().Scene()
+
+    def add_pointcloud(self, pts3d: Any, color: Any = (0, 0, 0), mask: Any = None) -> "SceneViz":
+        """Add the points of one or several pointmaps.
+
+        Args:
+            pts3d: (H, W, 3) or (N, H, W, 3) (array / tensor) or a list of (H_i, W_i, 3).
+            color: one RGB colour, or per-pixel colours in the layout of ``pts3d`` (uint8 or floats in [0, 1]).
+            mask: optional (H, W) / (N, H, W) / list of bool masks selecting the points (and their colours).
+        """
+        trimesh = _trimesh()
+        pts = _per_image(pts3d)
+        masks = [np.ones(p.shape[:-1], dtype=bool) for p in pts] if mask is None else _per_image(mask, 2)
+        if len(masks) != len(pts):
+            raise ValueError(f"add_pointcloud: {len(masks)} masks for {len(pts)} pointmaps")
+        points = np.concatenate([p[m.astype(bool)].reshape(-1, 3) for p, m in zip(pts, masks)])
+        if np.asarray(_as_array(color)).shape == (3,):
+            cols = _point_colors(color, len(points))
+        else:
+            cols = _point_colors([c[m.astype(bool)] for c, m in zip(_per_image(color), masks)], len(points))
+        self.scene.add_geometry(trimesh.PointCloud(points, colors=cols))
+        return self
+
+    def add_camera(self, pose_c2w: Any, focal: Any = None, color: Any = (0, 0, 0), image: Any = None,
+                   imsize: Optional[Tuple[int, int]] = None, cam_size: float = 0.03) -> "SceneViz":
+        """Add one camera (see :func:`add_scene_cam`; ``cam_size`` is its ``screen_width``)."""
+        add_scene_cam(self.scene, pose_c2w, color, image, focal, imsize=imsize, screen_width=cam_size)
+        return self
+
+    def add_cameras(self, poses: Any, focals: Any = None, images: Any = None, imsizes: Any = None,
+                    colors: Any = None, **kw: Any) -> "SceneViz":
+        """Add several cameras; ``focals``, ``images``, ``imsizes``, ``colors`` are per-camera sequences or None
+        (default colours: :data:`CAM_COLORS`, cycled)."""
+        for i, pose in enumerate(poses):
+            color = CAM_COLORS[i % len(CAM_COLORS)] if colors is None else colors[i]
+            self.add_camera(pose, None if focals is None else focals[i], color=color,
+                            image=None if images is None else images[i],
+                            imsize=None if imsizes is None else imsizes[i], **kw)
+        return self
+
+    def show(self, point_size: int = 2) -> None:
+        """Open trimesh's viewer (needs a display)."""
+        self.scene.show(line_settings={"point_size": point_size})

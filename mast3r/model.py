@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dust3r.model import AsymmetricCroCo3DStereo, inf, load_model  # noqa: F401  (load_model re-exported)
+from dust3r.model_loading import register_model
 from dust3r.utils.misc import transpose_to_landscape  # noqa: F401
 
 from .catmlp_dpt_head import mast3r_head_factory
 
 
+@register_model
 class AsymmetricMASt3R(AsymmetricCroCo3DStereo):
     """DUSt3R + local features.
 
@@ -25,6 +27,12 @@ class AsymmetricMASt3R(AsymmetricCroCo3DStereo):
         self.two_confs = two_confs
         self.desc_conf_mode = desc_conf_mode
         super().__init__(**kwargs)
+
+    @classmethod
+    def describes_config(cls, config: dict) -> bool:
+        """Whether a ``config.json`` (which names no class) holds this architecture: pointmaps + descriptors."""
+        return (str(config.get("output_mode", "")).startswith("pts3d+desc")
+                or any(key in config for key in ("desc_mode", "two_confs", "desc_conf_mode")))
 
     def set_downstream_head(self, output_mode, head_type, landscape_only, depth_mode, conf_mode, patch_size=16,
                             img_size=224, **kw):

@@ -39,6 +39,9 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
+from dust3r.utils.geometry import weiszfeld_focal, xy_grid
+from dust3r.utils.views import model_patch_size
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -114,7 +117,8 @@ def estimate_focal_weiszfeld(pts3d_cam: Any, pp: Optional[Tuple[float, float]] =
     """Focal length (pixels) of a camera from its pointmap in its own frame.
 
     Finds ``f = argmin sum_pixels | (u, v) - pp - f * (x, y) / z |`` (L1 of 2-D residuals) by
-    iteratively re-weighted least squares started from the least-squares solution.
+    iteratively re-weighted least squares started from the least-squares solution
+    (:func:`dust3r.utils.geometry.weiszfeld_focal`, in float64).
 
     Args:
         pts3d_cam: (H, W, 3) points of each pixel in the camera frame (numpy or torch).
@@ -125,35 +129,25 @@ def estimate_focal_weiszfeld(pts3d_cam: Any, pp: Optional[Tuple[float, float]] =
     Returns:
         the focal in pixels of the pointmap's resolution.
     """
-    if isinstance(pts3d_cam, torch.Tensor):
-        pts3d_cam = pts3d_cam.detach().cpu().numpy()
-    pts = np.asarray(pts3d_cam, dtype=np.float64)
+    pts = torch.as_tensor(pts3d_cam.detach().cpu() if isinstance(pts3d_cam, torch.Tensor) else
+                          np.asarray(pts3d_cam, dtype=np.float64), dtype=torch.float64)
     if pts.ndim != 3 or pts.shape[-1] != 3:
-        raise ValueError(f"pts3d_cam must be an (H, W, 3) pointmap, got shape {pts.shape}")
+        raise ValueError(f"pts3d_cam must be an (H, W, 3) pointmap, got shape {tuple(pts.shape)}")
     H, W = pts.shape[:2]
     cx, cy = ((W - 1) / 2.0, (H - 1) / 2.0) if pp is None else (float(pp[0]), float(pp[1]))
-    xs, ys = np.meshgrid(np.arange(W, dtype=np.float64) - cx, np.arange(H, dtype=np.float64) - cy)
-    pixels = np.stack([xs, ys], axis=-1).reshape(-1, 2)
+    pixels = xy_grid(W, H, device="cpu", dtype=torch.float64).reshape(1, -1, 2) - torch.tensor([[[cx, cy]]],
+                                                                                                 dtype=torch.float64)
     pts = pts.reshape(-1, 3)
-    keep = np.isfinite(pts).all(axis=1) & (pts[:, 2] > 0)
+    keep = torch.isfinite(pts).all(dim=1) & (pts[:, 2] > 0)
     if mask is not None:
-        if isinstance(mask, torch.Tensor):
-            mask = mask.detach().cpu().numpy()
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (H, W):
-            raise ValueError(f"mask must have shape {(H, W)}, got {mask.shape}")
-        keep &= mask.reshape(-1)
-    if keep.sum() < 1:
+        mask = torch.as_tensor(mask.detach().cpu() if isinstance(mask, torch.Tensor) else np.asarray(mask, bool))
+        if tuple(mask.shape) != (H, W):
+            raise ValueError(f"mask must have shape {(H, W)}, got {tuple(mask.shape)}")
+        keep &= mask.reshape(-1).bool()
+    if not keep.any():
         raise ValueError("estimate_focal_weiszfeld: no pixel with a finite point in front of the camera")
-    xy_over_z = pts[keep, :2] / pts[keep, 2:3]
-    pixels = pixels[keep]
-    dot_xy_px = (xy_over_z * pixels).sum(axis=1)
-    dot_xy_xy = (xy_over_z * xy_over_z).sum(axis=1)
-    focal = dot_xy_px.mean() / max(dot_xy_xy.mean(), 1e-30)
-    for _ in range(int(n_iter)):
-        dist = np.linalg.norm(pixels - focal * xy_over_z, axis=1)
-        w = 1.0 / np.clip(dist, 1e-8, None)
-        focal = (w * dot_xy_px).mean() / max((w * dot_xy_xy).mean(), 1e-30)
+    rays = pts[None, :, :2] / pts[None, :, 2:3]
+    focal = float(weiszfeld_focal(pixels, rays, valid=keep[None], n_iter=int(n_iter))[0])
     if not np.isfinite(focal) or focal <= 0:
         raise RelativePoseError(f"focal estimation from the pointmap failed (got {focal}); "
                                 "give the intrinsics explicitly")
@@ -346,9 +340,7 @@ def relative_pose(img1: Any, img2: Any, model: torch.nn.Module, K1: Optional[Any
     K1_orig = None if K1 is None else _check_K(K1, "K1")
     K2_orig = None if K2 is None else _check_K(K2, "K2")
 
-    patch = getattr(getattr(model, "patch_embed", None), "patch_size", 16)
-    patch = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
-    view1, view2 = load_images([img1, img2], size=size, verbose=verbose, patch_size=patch)
+    view1, view2 = load_images([img1, img2], size=size, verbose=verbose, patch_size=model_patch_size(model))
     out = inference([(view1, view2), (view2, view1)], model, device, batch_size=2, verbose=verbose)
 
     # pair 0 = (1, 2): desc of both images, pointmap of image 1 in camera 1

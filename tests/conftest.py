@@ -15,6 +15,19 @@ DATA = Path(__file__).resolve().parent / "data"
 torch.set_num_threads(int(os.environ.get("MAST3R_TEST_THREADS", "2")))
 
 
+CUDA_SKIP_REASON = "needs a CUDA device (torch.cuda.is_available() is False)"
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests are skipped, with one reason, on a machine where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=CUDA_SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_rng():
     """Every test starts from the same global RNG state: unseeded draws give the same values on every run."""

@@ -27,9 +27,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from ..utils.geometry import quat_to_rotmat, rotmat_to_quat
 from ..utils.image import rgb
-from .commons import (ALL_DISTS, connected_components, cosine_schedule, edge_str, get_conf_trf, linear_schedule,
-                      quat_to_rotmat, rotmat_to_quat, signed_expm1, signed_log1p)
+from ..utils.schedules import get_schedule
+from .commons import ALL_DISTS, connected_components, edge_str, get_conf_trf, signed_expm1, signed_log1p
 from .known_values import KnownCamerasMixin
 from .pair_inputs import as_index_list, check_finite, view_meta_of, ravel_pad, pair_rows
 
@@ -514,13 +515,13 @@ class BasePCOptimizer(KnownCamerasMixin, nn.Module):
 # ================================================================================================ optimisation loop
 def global_alignment_loop(net: BasePCOptimizer, lr: float = 0.01, niter: int = 300, schedule: str = "cosine",
                           lr_min: float = 1e-6, verbose: bool = False) -> float:
-    """Adam on every trainable parameter of ``net`` with a cosine / linear learning-rate decay.
+    """Adam on every trainable parameter of ``net`` with a learning-rate decay from ``lr`` to ``lr_min``
+    (``schedule``: a name of :data:`dust3r.utils.schedules.SCHEDULES`, 'cosine' or 'linear', or a callable).
 
     Returns:
         the loss of the last iteration (or of the current state when nothing is trainable / niter == 0).
     """
-    if schedule not in ("cosine", "linear"):
-        raise ValueError(f"bad schedule={schedule!r}: expected 'cosine' or 'linear'")
+    get_schedule(schedule)  # raises ValueError naming the known schedules
     if niter < 0:
         raise ValueError(f"niter must be >= 0, got {niter}")
     params = [p for p in net.parameters() if p.requires_grad]
@@ -542,8 +543,7 @@ def global_alignment_loop(net: BasePCOptimizer, lr: float = 0.01, niter: int = 3
 def global_alignment_iter(net, cur_iter: int, niter: int, lr_base: float, lr_min: float, optimizer,
                           schedule: str) -> float:
     """One Adam step at the scheduled learning rate; returns the loss before the step."""
-    t = cur_iter / niter
-    lr = cosine_schedule(t, lr_base, lr_min) if schedule == "cosine" else linear_schedule(t, lr_base, lr_min)
+    lr = get_schedule(schedule)(cur_iter / niter, lr_base, lr_min)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad()

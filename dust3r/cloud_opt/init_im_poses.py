@@ -13,23 +13,28 @@
 
 ``init_from_known_poses`` (every pose preset): each pair's similarity from the two known cameras and the
 relative camera estimated from the pair (linear, with the known or estimated focal).
+
+The original's helpers that downstream code imports from here keep their names and signatures:
+:func:`rigid_points_registration`, :func:`sRT_to_4x4` and :func:`fast_pnp` (OpenCV RANSAC-PnP, imported lazily).
 """
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from ..post_process import estimate_focal_knowing_depth
-from ..utils.geometry import xy_grid
-from .commons import DisjointSets, sim3_to_4x4, weighted_procrustes
+from ..utils.geometry import project_to_so3, sim3_to_4x4, weighted_procrustes, xy_grid
+from .commons import DisjointSets
 from .pair_inputs import ravel_pad
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["init_minimum_spanning_tree", "init_from_known_poses", "init_from_pts3d", "minimum_spanning_tree",
-           "spanning_tree_order", "camera_from_pointmap", "estimate_focal", "align_multiple_poses"]
+           "spanning_tree_order", "camera_from_pointmap", "estimate_focal", "align_multiple_poses",
+           "rigid_points_registration", "sRT_to_4x4", "fast_pnp"]
 
 _MAX_DLT_POINTS = 20000
 _CHUNK_PIXELS = 4_000_000  # points per batched Procrustes call (bounded float64 temporaries)
@@ -126,10 +131,7 @@ def camera_from_pointmap(pts3d: torch.Tensor, weights: torch.Tensor, pp: torch.T
     g = float((M[0].norm() + M[1].norm()) / 2)
     R_approx = torch.stack((M[0] / g, M[1] / g, M[2]))
     t = torch.stack((p4[0] / g, p4[1] / g, p4[2]))
-    U, _, Vh = torch.linalg.svd(R_approx)
-    D = torch.ones(3, dtype=U.dtype, device=U.device)
-    D[2] = torch.sign(torch.linalg.det(U @ Vh))
-    R = U @ torch.diag(D) @ Vh
+    R = project_to_so3(R_approx)
     world2cam = torch.eye(4, dtype=torch.float64, device=X.device)
     world2cam[:3, :3], world2cam[:3, 3] = R, t
     return torch.linalg.inv(world2cam), (g * scale_px if focal is None else float(focal))
@@ -354,3 +356,78 @@ def init_from_known_poses(opt, niter_PnP: int = 10, min_conf_thr: float = 3, ver
             opt._write_focal(n, torch.tensor(float(focals[n])))
     if opt.verbose or verbose:
         logger.info(" init loss = %g", float(opt()))
+
+
+# ================================================================================================ original helpers
+def rigid_points_registration(pts1: torch.Tensor, pts2: torch.Tensor, conf: torch.Tensor):
+    """Weighted similarity ``(s, R, T)`` with ``pts2 ~ s * R @ pts1 + T`` (the original's helper).
+
+    Args:
+        pts1, pts2: (..., 3) corresponding points (any matching leading shape, e.g. (H, W, 3) pointmaps).
+        conf: (...) non-negative weights, one per point.
+    Returns:
+        ``s`` (), ``R`` (3, 3), ``T`` (3,) in the dtype of ``pts1`` (R and T are not scaled: apply ``s * R``).
+    """
+    s, R, T = weighted_procrustes(pts1.reshape(-1, 3), pts2.reshape(-1, 3), conf.reshape(-1))
+    return s.to(pts1.dtype), R.to(pts1.dtype), T.to(pts1.dtype)
+
+
+def sRT_to_4x4(scale, R: torch.Tensor, T: torch.Tensor, device) -> torch.Tensor:
+    """(4, 4) float32 matrix on ``device`` of ``x -> scale * R @ x + T`` (the original's helper)."""
+    return sim3_to_4x4(torch.as_tensor(scale, dtype=torch.float32), torch.as_tensor(R).float(),
+                       torch.as_tensor(T).float().reshape(3)).to(device)
+
+
+def fast_pnp(pts3d: Union[torch.Tensor, np.ndarray], focal: Optional[float], msk, device,
+             pp: Optional[Sequence[float]] = None, niter_PnP: int = 10):
+    """Camera (and focal) that sees the world pointmap ``pts3d`` at its own pixel grid, by RANSAC-PnP.
+
+    Every pixel ``(x, y)`` of the mask gives a 2D-3D correspondence with its point. With ``focal=None`` the
+    focal is searched among 21 candidates spaced geometrically from ``max(H, W) / 2`` to ``3 max(H, W)`` and
+    the one with most RANSAC inliers wins (OpenCV ``solvePnPRansac``, SQPnP, 5 pixel threshold).
+
+    Args:
+        pts3d: (H, W, 3) points in the world frame seen at each pixel.
+        focal: known focal (pixels) or None.
+        msk: (H, W) bool of the pixels to use.
+        device: device of the returned pose.
+        pp: principal point (x, y); default ``(W / 2, H / 2)`` (as the original).
+        niter_PnP: RANSAC iterations per candidate focal.
+    Returns:
+        ``(focal, cam2world)`` with cam2world a (4, 4) float32 tensor on ``device``, or None when fewer than 4
+        pixels are usable or no candidate gives a pose.
+    """
+    try:
+        import cv2
+    except ImportError as err:  # pragma: no cover - OpenCV is a dependency of the demo stack
+        raise ImportError("fast_pnp needs OpenCV: pip install opencv-python-headless") from err
+    to_np = (lambda x: x.detach().cpu().numpy()) if isinstance(pts3d, torch.Tensor) else np.asarray
+    pts = to_np(pts3d)
+    mask = msk.detach().cpu().numpy() if isinstance(msk, torch.Tensor) else np.asarray(msk)
+    if pts.ndim != 3 or pts.shape[-1] != 3 or mask.shape != pts.shape[:2]:
+        raise ValueError(f"fast_pnp needs an (H, W, 3) pointmap and an (H, W) mask, got {pts.shape} and "
+                         f"{mask.shape}")
+    mask = mask.astype(bool) & np.isfinite(pts).all(-1)
+    if mask.sum() < 4:
+        return None
+    H, W = mask.shape
+    pixels = xy_grid(W, H).astype(np.float32)[mask]
+    points = pts[mask].astype(np.float32)
+    cx, cy = (W / 2, H / 2) if pp is None else (float(pp[0]), float(pp[1]))
+    size = max(H, W)
+    candidates = np.geomspace(size / 2, size * 3, 21) if focal is None else [float(focal)]
+
+    best = None
+    for f in candidates:
+        K = np.float32([(f, 0, cx), (0, f, cy), (0, 0, 1)])
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(points, pixels, K, None, iterationsCount=int(niter_PnP),
+                                                     reprojectionError=5, flags=cv2.SOLVEPNP_SQPNP)
+        if ok and inliers is not None and (best is None or len(inliers) > best[0]):
+            best = (len(inliers), rvec, tvec, f)
+    if best is None:
+        return None
+    _, rvec, tvec, f = best
+    world2cam = torch.eye(4, dtype=torch.float64)
+    world2cam[:3, :3] = torch.from_numpy(cv2.Rodrigues(rvec)[0])
+    world2cam[:3, 3] = torch.from_numpy(np.asarray(tvec, dtype=np.float64).reshape(3))
+    return float(f), torch.linalg.inv(world2cam).float().to(device)

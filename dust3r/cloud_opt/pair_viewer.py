@@ -14,9 +14,9 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from ..utils.geometry import xy_grid
+from ..utils.geometry import weighted_procrustes, xy_grid
 from .base_opt import BasePCOptimizer
-from .commons import edge_str, weighted_procrustes
+from .commons import edge_str
 from .init_im_poses import estimate_focal
 from .optimizer import image_centres, pointmap_from_depth
 from .pair_inputs import pad_last

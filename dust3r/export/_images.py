@@ -9,7 +9,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ._common import SceneData, atomic_file
+from ._common import atomic_file
+from .scene_data import SceneData
 
 logger = logging.getLogger(__name__)
 

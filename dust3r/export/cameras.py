@@ -7,7 +7,8 @@ from typing import Any, Dict
 
 import numpy as np
 
-from ._common import SceneData, atomic_file, check_out_path, require_scene_data
+from ._common import atomic_file, check_out_path
+from .scene_data import SceneData, require_scene_data
 
 CAMERAS_CONVENTION = (
     "cam2world / world2cam: 4x4 rigid transforms, OpenCV camera axes (x right, y down, z forward), "

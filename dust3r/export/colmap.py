@@ -24,7 +24,8 @@ from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._common import SceneData, atomic_file, check_out_dir, require_scene_data, staged_dir
+from ._common import atomic_file, check_out_dir, staged_dir
+from .scene_data import SceneData, require_scene_data
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._common import SceneData, atomic_file, check_out_dir, require_scene_data, staged_dir, unique_stems
+from ._checks import unique_stems
+from ._common import atomic_file, check_out_dir, staged_dir
+from .scene_data import SceneData, require_scene_data
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._common import SceneData, atomic_file, check_out_path, require_scene_data
+from ._common import atomic_file, check_out_path
+from .scene_data import SceneData, require_scene_data
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ._common import SceneData, atomic_file, check_out_dir, require_scene_data, staged_dir, unique_stems
+from ._checks import unique_stems
+from ._common import atomic_file, check_out_dir, staged_dir
+from .scene_data import SceneData, require_scene_data
 from ._images import plan_images, write_image
 from .depth import depth_map, depth_to_png16, write_npy, write_png16
 

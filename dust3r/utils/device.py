@@ -1,10 +1,50 @@
-"""Moving nested containers of tensors/arrays between devices and collating batches."""
+"""Checking a device, moving nested containers of tensors/arrays between devices and collating batches."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
+
+
+class DeviceError(ValueError):
+    """A device string that is malformed or names a device this machine does not have."""
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """The ``torch.device`` for ``device``, refused with one clear line when this machine cannot run on it.
+
+    Call it before any heavy work (reading weights, loading images): ``'cuda'`` without CUDA, ``'cuda:3'`` on a
+    one-GPU machine, ``'mps'`` off Apple silicon and misspelled strings fail at once. None means ``'cpu'``.
+
+    Raises:
+        DeviceError: naming the device and saying what is available.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, int) and not isinstance(device, bool):  # torch's convention: an int is a CUDA index
+        device = f"cuda:{device}"
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(str(device).strip())
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"invalid device {device!r}: expected 'cpu', 'cuda', 'cuda:<index>' or 'mps'") from None
+    if dev.type == "cpu" or dev.type == "meta":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?)")
+            raise DeviceError(f"device {str(device)!r} requested but CUDA is not available: {why}; use 'cpu'")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"device {str(device)!r} requested but only {count} CUDA device(s) are visible "
+                              f"(cuda:0 to cuda:{count - 1})")
+        return dev
+    backend = getattr(torch.backends, dev.type, None) or getattr(torch, dev.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise DeviceError(f"device {str(device)!r} requested but it is not available on this machine; use 'cpu'")
+    return dev
 
 
 def todevice(batch: Any, device, callback: Callable | None = None, non_blocking: bool = False) -> Any:

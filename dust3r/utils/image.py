@@ -43,20 +43,10 @@ concatenation along the first axis):
 
 Coordinate convention
 ---------------------
-Pixel coordinates are ``(x, y)`` = (column, row) with **integer values at pixel centres**
-(OpenCV convention): pixel ``[r, c]`` is the point ``(c, r)``; the image covers
-``[-0.5, W - 0.5] x [-0.5, H - 0.5]``. Pillow's resampling maps the continuous edge-based
-coordinate ``u + 0.5`` linearly (factor ``W1 / W0``), and the crop is a pure shift, so a point
-``(x, y)`` of the network input corresponds to the original-image point::
-
-    x_orig = (x + x0 + 0.5) * W0 / W1 - 0.5
-    y_orig = (y + y0 + 0.5) * H0 / H1 - 0.5
-
-:func:`pixels_to_original` / :func:`original_to_pixels` apply this map and its inverse to
-``(..., 2)`` arrays. Intrinsics ``K`` (3x3, OpenCV convention, i.e. the one DUSt3R / MASt3R
-use for their focal / principal-point estimates) transform with the same affine map ``A``:
-``K_orig = A @ K`` (:func:`intrinsics_to_original`) and ``K = A^-1 @ K_orig``
-(:func:`intrinsics_from_original`).
+Pixel coordinates are ``(x, y)`` with integer values at pixel centres. The maps between network
+pixels and original pixels (:func:`pixels_to_original`, :func:`original_to_pixels`,
+:func:`intrinsics_to_original`, :func:`intrinsics_from_original`) live in
+:mod:`dust3r.utils.image_coords` and are re-exported here.
 
 Colour modes
 ------------
@@ -81,24 +71,30 @@ first use (never at import time).
 
 Sizes other than 224 / 512 work as in the original, but a square image with ``square_ok=False``
 gets a height of 3/4 of its width, which is a multiple of 16 only when the size is a multiple of
-64 (e.g. 160 -> 160x120): :func:`load_images` then emits a ``UserWarning`` listing such images.
+64 (e.g. 160 -> 160x120): :func:`load_images` then logs a warning (package logger) naming such images.
+
+Names kept for code written against the original
+------------------------------------------------
+:data:`ImgNorm` (PIL image -> ``(3, H, W)`` tensor in [-1, 1], the normalisation of :func:`load_images`),
+:func:`imread_cv2` (OpenCV reader returning RGB, also for depth maps) and :func:`_resize_pil_image`
+(long-edge resize with the loader's filter choice).
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
 import logging
-import numbers
 import os
-import warnings
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
 import torch
 from PIL.ImageOps import exif_transpose
-from tqdm import tqdm
+from tqdm.auto import tqdm
+
+from .image_coords import (ResizeCropPlan, _check_positive_int, _long_edge_resize, compute_resize_crop,
+                           intrinsics_from_original, intrinsics_to_original, original_to_pixels, pixels_to_original)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +112,9 @@ __all__ = [
     "intrinsics_to_original",
     "intrinsics_from_original",
     "heif_available",
+    "image_files_in_folder",
+    "ImgNorm",
+    "imread_cv2",
 ]
 
 #: Extensions (lower case) picked up when listing a folder; HEIF ones only with pillow-heif.
@@ -163,79 +162,22 @@ def _register_heif_opener(path: str) -> None:
     logger.debug("registered the pillow-heif opener")
 
 
-# --------------------------------------------------------------------------------------------
-# geometry of the resize + crop
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ResizeCropPlan:
-    """How one image of size ``orig_size`` is resized and cropped.
+def _resize_pil_image(img: PIL.Image.Image, long_edge_size: int) -> PIL.Image.Image:
+    """Resize a PIL image so that its long side is ``long_edge_size`` (aspect ratio kept).
 
-    Attributes:
-        orig_size: ``(W0, H0)`` of the source (after EXIF transposition).
-        resized_size: ``(W1, H1)`` after the resize.
-        box: integer crop box ``(x0, y0, x1, y1)`` in resized pixels (right/bottom exclusive).
-        resample: Pillow filter used for the resize (LANCZOS or BICUBIC).
-    """
-
-    orig_size: Tuple[int, int]
-    resized_size: Tuple[int, int]
-    box: Tuple[int, int, int, int]
-    resample: int
-
-    @property
-    def final_size(self) -> Tuple[int, int]:
-        """``(W, H)`` of the network input."""
-        x0, y0, x1, y1 = self.box
-        return x1 - x0, y1 - y0
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def compute_resize_crop(width: int, height: int, size: int, square_ok: bool = False,
-                        patch_size: int = 16) -> ResizeCropPlan:
-    """Resize/crop parameters :func:`load_images` applies to a ``width`` x ``height`` image.
+    The resize step of :func:`load_images` (LANCZOS when shrinking, BICUBIC otherwise), under the name
+    the original gave it.
 
     Args:
-        width, height: source size in pixels (after EXIF transposition), both > 0.
-        size: target size (224: short side, otherwise long side; see the module docstring).
-        square_ok: keep square images square (otherwise 3/4 height), ignored at 224.
-        patch_size: crop sides to multiples of this (not used by the 224 square crop).
+        img: PIL image of size ``(W, H)``.
+        long_edge_size: target length of ``max(W, H)`` in pixels (> 0).
 
     Returns:
-        a :class:`ResizeCropPlan`.
+        the resized PIL image (a new image, same mode).
     """
-    width = _check_positive_int(width, "width")
-    height = _check_positive_int(height, "height")
-    size = _check_positive_int(size, "size")
-    patch_size = _check_positive_int(patch_size, "patch_size")
-
-    long_side = max(width, height)
-    if size == 224:
-        # short side -> 224, i.e. long side -> 224 * aspect ratio (rounded)
-        target_long = round(size * max(width / height, height / width))
-    else:
-        target_long = size
-    resample = PIL.Image.Resampling.LANCZOS if long_side > target_long else PIL.Image.Resampling.BICUBIC
-    new_w = int(round(width * target_long / long_side))
-    new_h = int(round(height * target_long / long_side))
-
-    cx, cy = new_w // 2, new_h // 2
-    if size == 224:
-        half = min(cx, cy)
-        box = (cx - half, cy - half, cx + half, cy + half)
-    else:
-        half_w = ((2 * cx) // patch_size) * patch_size / 2
-        half_h = ((2 * cy) // patch_size) * patch_size / 2
-        if new_w == new_h and not square_ok:
-            half_h = 0.75 * half_w
-        # PIL.Image.crop rounds float boxes with round() (half to even): do the same up front
-        box = tuple(int(round(v)) for v in (cx - half_w, cy - half_h, cx + half_w, cy + half_h))
-    return ResizeCropPlan(orig_size=(width, height), resized_size=(new_w, new_h),
-                          box=box, resample=int(resample))
+    long_edge_size = _check_positive_int(long_edge_size, "long_edge_size")
+    new_size, resample = _long_edge_resize(img.size[0], img.size[1], long_edge_size)
+    return img.resize(new_size, resample)
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,38 +266,86 @@ def _normalisation_lut() -> np.ndarray:
     return levels.sub(half).div(half).numpy().copy()
 
 
+class ImageNormalizer:
+    """torchvision's ``Compose([ToTensor(), Normalize((0.5,) * 3, (0.5,) * 3)])`` without torchvision.
+
+    ``ImgNorm(pic)`` takes an RGB ``PIL.Image.Image`` or an ``(H, W, 3)`` uint8 array and returns a
+    float32 tensor ``(3, H, W)`` equal to ``(u8 / 255 - 0.5) / 0.5`` (values in [-1, 1]), bit-identical
+    to torchvision's result and to the ``img`` of :func:`load_images` (``load_images`` uses it). A
+    floating-point ``(H, W, 3)`` array is taken as already scaled to [0, 1] (like ``ToTensor``) and keeps
+    its dtype. Other inputs raise: they would not give the 3 channels the networks expect.
+    """
+
+    def __call__(self, pic: Union[PIL.Image.Image, np.ndarray]) -> torch.Tensor:
+        if isinstance(pic, PIL.Image.Image):
+            if pic.mode != "RGB":
+                raise ValueError(f"ImgNorm expects an RGB image, got mode {pic.mode!r}: "
+                                 "call .convert('RGB') first")
+            pic = np.asarray(pic, dtype=np.uint8)
+        elif not isinstance(pic, np.ndarray):
+            raise TypeError(f"ImgNorm expects a PIL image or a numpy array, got {type(pic).__name__}")
+        if pic.ndim != 3 or pic.shape[2] != 3:
+            raise ValueError(f"ImgNorm expects an (H, W, 3) RGB image, got shape {pic.shape}")
+        if pic.dtype == np.uint8:
+            chw = _normalisation_lut()[pic.transpose(2, 0, 1)]  # (3, H, W), contiguous copy
+            return torch.from_numpy(np.ascontiguousarray(chw))
+        if not np.issubdtype(pic.dtype, np.floating):
+            raise ValueError(f"ImgNorm expects uint8 or float values, got dtype {pic.dtype}")
+        chw = torch.from_numpy(np.ascontiguousarray(pic.transpose(2, 0, 1)))
+        half = torch.as_tensor(0.5, dtype=chw.dtype)
+        return chw.sub(half).div(half)
+
+    def __repr__(self) -> str:
+        return "ImgNorm(ToTensor, Normalize(mean=0.5, std=0.5))"
+
+
+#: the original's module-level transform: RGB PIL image -> float32 (3, H, W) in [-1, 1]
+ImgNorm = ImageNormalizer()
+
+
 def _normalise(img: PIL.Image.Image) -> torch.Tensor:
-    """RGB PIL image (W, H) -> float32 tensor (1, 3, H, W) with values (u8/255 - 0.5)/0.5."""
-    u8 = np.asarray(img, dtype=np.uint8)  # (H, W, 3)
-    chw = _normalisation_lut()[u8.transpose(2, 0, 1)]  # (3, H, W), contiguous copy
-    return torch.from_numpy(np.ascontiguousarray(chw))[None]
+    """RGB PIL image (W, H) -> float32 tensor (1, 3, H, W): the ``img`` of a view."""
+    return ImgNorm(img)[None]
 
 
 # --------------------------------------------------------------------------------------------
 # input enumeration
 # --------------------------------------------------------------------------------------------
-def _list_folder(folder: str) -> List[str]:
-    """Sorted image files of ``folder`` (by name), filtered by extension, case-insensitive."""
-    exts = IMAGE_EXTENSIONS
+def image_files_in_folder(folder: str) -> Tuple[List[str], List[str]]:
+    """The image files of ``folder`` as :func:`load_images` selects them, and the HEIC/HEIF files it skips.
+
+    Files are sorted by name and selected by extension, case-insensitively (not recursive). HEIC/HEIF
+    files count as images only when ``pillow-heif`` is installed.
+
+    Args:
+        folder: path of a folder.
+
+    Returns:
+        ``(files, skipped_heif)``: full paths of the images, and full paths of the HEIC/HEIF files left
+        out because pillow-heif is missing (empty when it is installed).
+    """
     heif_ok = heif_available()
+    paths = [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+    paths = [p for p in paths if p.lower().endswith(IMAGE_EXTENSIONS + HEIF_EXTENSIONS) and os.path.isfile(p)]
     if heif_ok:
-        exts = exts + HEIF_EXTENSIONS
-    names = sorted(os.listdir(folder))
-    paths = [os.path.join(folder, n) for n in names]
-    files = [p for p in paths if p.lower().endswith(exts) and os.path.isfile(p)]
+        return paths, []
+    files = [p for p in paths if not p.lower().endswith(HEIF_EXTENSIONS)]
+    return files, [p for p in paths if p.lower().endswith(HEIF_EXTENSIONS)]
+
+
+def _list_folder(folder: str) -> List[str]:
+    """:func:`image_files_in_folder`, with a logged warning naming skipped HEIC files; error if none is left."""
+    files, skipped = image_files_in_folder(folder)
+    if skipped:
+        names = ", ".join(os.path.basename(p) for p in skipped)
+        if not files:
+            raise ValueError(f"no images found in folder {folder!r}: its {len(skipped)} HEIC/HEIF file(s) "
+                             f"({names}) need the optional package pillow-heif (pip install pillow-heif)")
+        logger.warning("Skipping %d HEIC/HEIF image(s) in %s because pillow-heif is not installed "
+                       "(pip install pillow-heif): %s", len(skipped), folder, names)
     if not files:
-        skipped = [n for n in names if n.lower().endswith(HEIF_EXTENSIONS)]
-        hint = ""
-        if skipped and not heif_ok:
-            hint = (f"; {len(skipped)} HEIC/HEIF file(s) were skipped because pillow-heif is not "
-                    "installed (pip install pillow-heif)")
-        raise ValueError(f"no images found in folder {folder!r} (looked for "
-                         f"{', '.join(exts)}){hint}")
-    if not heif_ok:
-        n_heif = sum(n.lower().endswith(HEIF_EXTENSIONS) for n in names)
-        if n_heif:
-            logger.warning("skipping %d HEIC/HEIF file(s) in %s: pip install pillow-heif to read them",
-                           n_heif, folder)
+        exts = IMAGE_EXTENSIONS + (HEIF_EXTENSIONS if heif_available() else ())
+        raise ValueError(f"no images found in folder {folder!r} (looked for {', '.join(exts)})")
     return files
 
 
@@ -472,12 +462,9 @@ def load_images(folder_or_list: Union[ImageInput, Sequence[ImageInput]], size: i
             logger.info(" - %s: %dx%d -> resized %dx%d -> %dx%d", name, w0, h0, w1, h1, w, h)
 
     if odd_shapes:
-        msg = (f"load_images(size={size}, square_ok={square_ok}, patch_size={patch_size}) produced "
-               f"image sizes that are not multiples of patch_size={patch_size}, which the patch "
-               f"embedding will reject: {', '.join(odd_shapes)}. Use size=512 / 224, a size that "
-               f"is a multiple of {4 * patch_size}, or square_ok=True.")
-        logger.warning(msg)
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        logger.warning("Image size %d gives %s whose sides are not multiples of the patch size %d, which "
+                       "the model rejects; use 512 or 224, a size that is a multiple of %d, or square_ok=True.",
+                       size, ", ".join(odd_shapes), patch_size, 4 * patch_size)
     if verbose:
         logger.info("found %d image(s)", len(views))
     return views
@@ -524,113 +511,35 @@ def img_to_arr(img: Union[str, "os.PathLike[str]", np.ndarray]) -> np.ndarray:
     return img
 
 
-def _geometry(view: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-axis ``(a, b)`` of the map processed -> original: ``u_orig = a * u + b`` (x, y order)."""
-    missing = [k for k in ("orig_shape", "resized_shape", "crop_offset") if k not in view]
-    if missing:
-        raise ValueError(f"view has no {', '.join(missing)}: only views from "
-                         "dust3r.utils.image.load_images carry the resize/crop record")
-
-    def _pair(key: str) -> np.ndarray:
-        value = view[key]
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        value = np.asarray(value, dtype=np.float64).reshape(-1)
-        if value.shape != (2,):
-            raise ValueError(f"view[{key!r}] must hold exactly 2 numbers (one view, not a batch), "
-                             f"got shape {np.shape(view[key])}")
-        return value
-
-    h0, w0 = _pair("orig_shape")
-    h1, w1 = _pair("resized_shape")
-    offset = _pair("crop_offset")  # (x0, y0)
-    a = np.array([w0 / w1, h0 / h1])
-    b = (offset + 0.5) * a - 0.5
-    return a, b
-
-
-def _apply_affine(xy: Any, a: np.ndarray, b: np.ndarray) -> Any:
-    if isinstance(xy, torch.Tensor):
-        if not xy.is_floating_point():
-            xy = xy.to(torch.float64)
-        if xy.shape[-1:] != (2,):
-            raise ValueError(f"points must have shape (..., 2) as (x, y), got {tuple(xy.shape)}")
-        return xy * torch.as_tensor(a, dtype=xy.dtype, device=xy.device) + \
-            torch.as_tensor(b, dtype=xy.dtype, device=xy.device)
-    arr = np.asarray(xy, dtype=np.float64)
-    if arr.shape[-1:] != (2,):
-        raise ValueError(f"points must have shape (..., 2) as (x, y), got {arr.shape}")
-    return arr * a + b
-
-
-def pixels_to_original(xy: Any, view: Dict[str, Any]) -> Any:
-    """Network-input pixel coordinates -> coordinates in the original image.
+def imread_cv2(path: Union[str, "os.PathLike[str]"], options: Optional[int] = None) -> np.ndarray:
+    """Read an image or a depth map with OpenCV; colour images come back in RGB order.
 
     Args:
-        xy: (..., 2) array or tensor of (x, y), integers at pixel centres.
-        view: a view dict from :func:`load_images`.
+        path: image file. ``.exr`` files are read with ``cv2.IMREAD_ANYDEPTH`` by default (float depth
+            maps); reading one sets ``OPENCV_IO_ENABLE_OPENEXR=1`` in the environment unless it is set.
+        options: ``cv2.imread`` flags (default ``cv2.IMREAD_COLOR``, e.g. ``cv2.IMREAD_UNCHANGED`` for a
+            16-bit depth PNG).
 
     Returns:
-        (..., 2) float64 numpy array (float tensor for tensor input) of original (x, y).
+        numpy array as OpenCV decodes it: ``(H, W, 3)`` RGB (a 4-channel read loses its alpha, as in the
+        original), or ``(H, W)`` for single-channel reads (dtype as stored: uint8, uint16, float32).
+
+    Raises:
+        FileNotFoundError: no such file. OSError: OpenCV cannot decode it.
     """
-    a, b = _geometry(view)
-    return _apply_affine(xy, a, b)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path!r}")
+    is_exr = path.lower().endswith(".exr")
+    if is_exr:
+        os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read by OpenCV when it first decodes an EXR
+    import cv2
 
-
-def original_to_pixels(xy: Any, view: Dict[str, Any]) -> Any:
-    """Original-image coordinates -> network-input pixel coordinates (inverse of
-    :func:`pixels_to_original`); points outside the crop map outside ``[-0.5, W - 0.5]``.
-
-    Args:
-        xy: (..., 2) array or tensor of (x, y), integers at pixel centres.
-        view: a view dict from :func:`load_images`.
-
-    Returns:
-        (..., 2) float64 numpy array (float tensor for tensor input).
-    """
-    a, b = _geometry(view)
-    return _apply_affine(xy, 1.0 / a, -b / a)
-
-
-def _affine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.array([[a[0], 0.0, b[0]], [0.0, a[1], b[1]], [0.0, 0.0, 1.0]])
-
-
-def _left_multiply(mat: np.ndarray, K: Any) -> Any:
-    if isinstance(K, torch.Tensor):
-        if K.shape[-2:] != (3, 3):
-            raise ValueError(f"K must have shape (..., 3, 3), got {tuple(K.shape)}")
-        dtype = K.dtype if K.is_floating_point() else torch.float64
-        return torch.as_tensor(mat, dtype=dtype, device=K.device) @ K.to(dtype)
-    arr = np.asarray(K, dtype=np.float64)
-    if arr.shape[-2:] != (3, 3):
-        raise ValueError(f"K must have shape (..., 3, 3), got {arr.shape}")
-    return mat @ arr
-
-
-def intrinsics_to_original(K: Any, view: Dict[str, Any]) -> Any:
-    """Intrinsics of the network input -> intrinsics of the original image (``A @ K``).
-
-    Args:
-        K: (..., 3, 3) array or tensor, OpenCV convention (integer pixel centres).
-        view: a view dict from :func:`load_images`.
-
-    Returns:
-        (..., 3, 3) float64 array (float tensor for tensor input).
-    """
-    a, b = _geometry(view)
-    return _left_multiply(_affine_matrix(a, b), K)
-
-
-def intrinsics_from_original(K: Any, view: Dict[str, Any]) -> Any:
-    """Intrinsics of the original image -> intrinsics of the network input (``A^-1 @ K``).
-
-    Args:
-        K: (..., 3, 3) array or tensor, OpenCV convention (integer pixel centres).
-        view: a view dict from :func:`load_images`.
-
-    Returns:
-        (..., 3, 3) float64 array (float tensor for tensor input).
-    """
-    a, b = _geometry(view)
-    return _left_multiply(_affine_matrix(1.0 / a, -b / a), K)
+    if options is None:
+        options = cv2.IMREAD_ANYDEPTH if is_exr else cv2.IMREAD_COLOR
+    img = cv2.imread(path, options)
+    if img is None:
+        raise OSError(f"OpenCV could not read {path!r} (imread flags {options})")
+    if img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img

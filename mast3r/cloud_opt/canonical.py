@@ -27,6 +27,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from dust3r.post_process import estimate_focal_knowing_depth
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["CanonicalAccumulator", "CanonicalView", "anchor_grid", "anchor_depth_offsets", "image_centre"]
@@ -149,8 +151,6 @@ class CanonicalView:
 
 def build_canonical_view(acc: CanonicalAccumulator, focal_override: Optional[float] = None) -> CanonicalView:
     """Finalize an accumulator and fit the focal length (Weiszfeld, principal point at (W/2, H/2))."""
-    from dust3r.post_process import estimate_focal_knowing_depth
-
     canon, canon2, conf = acc.finalize()
     if focal_override is not None:
         focal = float(focal_override)

@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from dust3r.inference import inference
+
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = "sga2"  # bump when the content of cache files changes
@@ -176,8 +178,6 @@ def run_symmetric_forward(model: Any, pairs: Sequence[Tuple[Dict[str, Any], Dict
     Raises:
         ValueError: the model gives no descriptors, or non-finite values (naming the pair).
     """
-    from dust3r.inference import inference
-
     names = list(names) if names is not None else [f"({p[0].get('instance')}, {p[1].get('instance')})" for p in pairs]
     for start in range(0, len(pairs), batch_pairs):
         chunk = pairs[start:start + batch_pairs]

@@ -1,51 +1,18 @@
 """Small geometry helpers of the sparse global alignment (torch, batched, differentiable).
 
-Conventions: unit quaternions are stored ``(x, y, z, w)`` (identity ``(0, 0, 0, 1)``, as roma's); cameras are
-``cam2world`` 4x4 with OpenCV axes; pixels are ``(x, y)`` with integer coordinates at pixel centres.
+Conventions: cameras are ``cam2world`` 4x4 with OpenCV axes; pixels are ``(x, y)`` with integer coordinates at
+pixel centres. The quaternion conversions (``(x, y, z, w)``) live in :mod:`dust3r.utils.geometry` and are
+re-exported here.
 """
 from __future__ import annotations
 
 from typing import List, Sequence
 
 import torch
-import torch.nn.functional as F
+
+from dust3r.utils.geometry import quat_to_rotmat, rotmat_to_quat
 
 __all__ = ["quat_to_rotmat", "rotmat_to_quat", "backproject", "project", "clean_pointcloud"]
-
-
-def quat_to_rotmat(quat: torch.Tensor) -> torch.Tensor:
-    """(..., 4) quaternions ``(x, y, z, w)`` (normalised here) -> (..., 3, 3) rotation matrices."""
-    x, y, z, w = F.normalize(quat, dim=-1).unbind(-1)
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz, wx, wy, wz = x * y, x * z, y * z, w * x, w * y, w * z
-    rows = (1 - 2 * (yy + zz), 2 * (xy - wz), 2 * (xz + wy),
-            2 * (xy + wz), 1 - 2 * (xx + zz), 2 * (yz - wx),
-            2 * (xz - wy), 2 * (yz + wx), 1 - 2 * (xx + yy))
-    return torch.stack(rows, dim=-1).reshape(*quat.shape[:-1], 3, 3)
-
-
-def rotmat_to_quat(rot: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions ``(x, y, z, w)`` with ``w >= 0``.
-
-    Uses the numerically stable branch (largest diagonal term) per matrix; vectorised over the batch.
-    """
-    m = rot.reshape(-1, 3, 3)
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    # four candidate (unnormalised) quaternions, 4 * q * q_k, pick the best conditioned one
-    cands = torch.stack([
-        torch.stack([m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1], 1 + tr], -1),
-        torch.stack([1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0], m[:, 0, 2] + m[:, 2, 0],
-                     m[:, 2, 1] - m[:, 1, 2]], -1),
-        torch.stack([m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2], m[:, 1, 2] + m[:, 2, 1],
-                     m[:, 0, 2] - m[:, 2, 0]], -1),
-        torch.stack([m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1], 1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2],
-                     m[:, 1, 0] - m[:, 0, 1]], -1),
-    ], dim=1)  # (B, 4 candidates, 4)
-    diag = torch.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], dim=-1)
-    best = diag.argmax(dim=-1)
-    quat = F.normalize(cands[torch.arange(len(m)), best], dim=-1)
-    quat = torch.where(quat[:, 3:4] < 0, -quat, quat)
-    return quat.reshape(*rot.shape[:-2], 4)
 
 
 def backproject(pixels: torch.Tensor, depth: torch.Tensor, focal: torch.Tensor, pp: torch.Tensor) -> torch.Tensor:

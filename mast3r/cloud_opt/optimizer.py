@@ -31,10 +31,13 @@ from typing import Callable, Dict, List, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .geometry import backproject, project, quat_to_rotmat, rotmat_to_quat
+from dust3r.utils.geometry import quat_to_rotmat, rotmat_to_quat
+from dust3r.utils.schedules import get_schedule
+
+from .defaults import SPARSE_GA_DEFAULTS
+from .geometry import backproject, project
 from .kinematic import KinematicTree
 from .utils.losses import gamma_loss, is_meta_loss
-from .utils.schedules import get_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -111,22 +114,27 @@ class CameraPrior:
     freeze: Optional[torch.Tensor] = None
 
 
+_D = SPARSE_GA_DEFAULTS
+
+
 @dataclass
 class OptimOptions:
-    lr1: float = 0.07
-    niter1: int = 300
+    """Options of :func:`optimize_scene`; the defaults are :data:`mast3r.cloud_opt.defaults.SPARSE_GA_DEFAULTS`
+    (the original ``sparse_global_alignment``'s; the demo starts from ``ALIGNMENT_DEFAULTS`` instead)."""
+    lr1: float = _D["lr1"]
+    niter1: int = _D["niter1"]
     loss1: Callable = field(default_factory=lambda: gamma_loss(1.1))
-    lr2: float = 0.014
-    niter2: int = 300
+    lr2: float = _D["lr2"]
+    niter2: int = _D["niter2"]
     loss2: Callable = field(default_factory=lambda: gamma_loss(0.4))
     lossd: Callable = field(default_factory=lambda: gamma_loss(1.1))
-    opt_pp: bool = True
-    opt_depth: bool = True
-    schedule: object = "cosine"
-    depth_mode: str = "add"
-    shared_intrinsics: bool = False
-    matching_conf_thr: float = 5.0
-    loss_dust3r_w: float = 0.01
+    opt_pp: bool = _D["opt_pp"]
+    opt_depth: bool = _D["opt_depth"]
+    schedule: object = _D["schedule"]
+    depth_mode: str = _D["depth_mode"]
+    shared_intrinsics: bool = _D["shared_intrinsics"]
+    matching_conf_thr: float = _D["matching_conf_thr"]
+    loss_dust3r_w: float = _D["loss_dust3r_w"]
     verbose: bool = True
 
 
@@ -447,32 +455,15 @@ def _run_stage(params: SceneParams, stage_loss: Callable, lr_base: float, niter:
     return last
 
 
-class _FewThreads:
-    """Run small CPU problems single-threaded: per-iteration tensors are tiny and intra-op threading only adds
-    overhead (10x slower on a loaded machine). The previous thread count is restored on exit."""
-
-    def __init__(self, device, n_points: int) -> None:
-        self.active = torch.device(device).type == "cpu" and n_points < 200_000
-        self.saved = torch.get_num_threads()
-
-    def __enter__(self):
-        if self.active:
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        if self.active:
-            torch.set_num_threads(self.saved)
-
-
 def optimize_scene(problem: SceneProblem, opts: OptimOptions, prior: Optional[CameraPrior] = None,
                    mode: str = "chain", init_cam2w: Optional[torch.Tensor] = None) -> AlignmentResult:
-    """Run the coarse (3D) then fine (2D) stages on ``problem`` (see the module docstring)."""
-    with _FewThreads(problem.core_depth.device, len(problem.points.img)):
-        return _optimize_scene(problem, opts, prior, mode, init_cam2w)
+    """Run the coarse (3D) then fine (2D) stages on ``problem`` (see the module docstring).
 
-
-def _optimize_scene(problem: SceneProblem, opts: OptimOptions, prior: Optional[CameraPrior],
-                    mode: str, init_cam2w: Optional[torch.Tensor]) -> AlignmentResult:
+    Threads: the per-iteration tensors of small problems are tiny, and on CPU intra-op threading can make them
+    several times slower on a loaded machine. The thread count is the caller's choice (``torch.set_num_threads``
+    is process-wide, so this function never changes it): a CLI may set 1-2 threads for small scenes; a server
+    should do it once at start-up, not per request.
+    """
     prior = prior or CameraPrior()
     N = problem.n_imgs
     device = problem.core_depth.device

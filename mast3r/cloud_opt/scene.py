@@ -7,8 +7,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from dust3r.utils.views import GEOMETRY_KEYS, VIEW_META_KEYS
+
 from .canonical import CanonicalView, anchor_depth_offsets
 from .geometry import backproject, clean_pointcloud
+from .tsdf_optimizer import TSDFPostProcess
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +26,11 @@ def view_to_rgb(view: Dict[str, Any]) -> np.ndarray:
 
 
 def view_meta(view: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The load_images resize metadata of a view, or None when the view has none."""
-    keys = ("orig_shape", "resized_shape", "crop_offset", "resize_scale", "filepath", "true_shape", "instance")
-    if not all(k in view for k in ("orig_shape", "resized_shape", "crop_offset")):
+    """The load_images resize metadata of a view (every key of ``VIEW_META_KEYS``, None where absent), or None
+    when the view has no resize record (``GEOMETRY_KEYS``)."""
+    if not all(k in view for k in GEOMETRY_KEYS):
         return None
-    return {k: view.get(k) for k in keys}
+    return {k: view.get(k) for k in VIEW_META_KEYS}
 
 
 class SparseGA:
@@ -129,16 +132,26 @@ class SparseGA:
         return pts, depth
 
     @torch.no_grad()
-    def get_dense_pts3d(self, clean_depth: bool = True, subsample: Optional[int] = None):
+    def get_dense_pts3d(self, clean_depth: bool = True, subsample: Optional[int] = None, tsdf_thresh: float = 0.0):
         """Dense world points from the optimised anchor depths and the canonical depth relief.
 
+        Args:
+            clean_depth: lower to 0 the confidence of points floating in front of other views' surfaces.
+            subsample: must match the alignment's (a different value is ignored with a warning).
+            tsdf_thresh: > 0: refine the depths by TSDF fusion over all views with this truncation distance
+                (world units; :class:`mast3r.cloud_opt.tsdf_optimizer.TSDFPostProcess`, the MASt3R demo's option).
+
         Returns:
-            ``(pts3d, depthmaps, confs)``: N (H*W, 3) world points, N (H*W,) z-depths, N (H, W) confidences
-            (lowered to 0 for points floating in front of other views' surfaces when ``clean_depth``).
+            ``(pts3d, depthmaps, confs)``: N (H*W, 3) world points, N (H*W,) z-depths, N (H, W) confidences.
         """
         if subsample is not None and int(subsample) != self.subsample:
             logger.warning("get_dense_pts3d(subsample=%s) ignored: the alignment used subsample=%d",
                            subsample, self.subsample)
+        if tsdf_thresh is None or not np.isfinite(tsdf_thresh) or tsdf_thresh < 0:
+            raise ValueError(f"tsdf_thresh must be a finite number >= 0, got {tsdf_thresh!r}")
+        if tsdf_thresh > 0:
+            return TSDFPostProcess(self, subsample=self.subsample, TSDF_thresh=tsdf_thresh).get_dense_pts3d(
+                clean_depth=clean_depth)
         pts3d, depths = zip(*[self._dense_one(i) for i in range(self.n_imgs)])
         pts3d, depths = list(pts3d), list(depths)
         confs = self.get_confs()

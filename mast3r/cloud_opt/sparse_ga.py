@@ -20,18 +20,25 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from dust3r.utils.geometry import align_camera_poses, apply_sim3_to_poses
+from dust3r.utils.image import intrinsics_from_original
 
 from .canonical import CanonicalAccumulator, CanonicalView, anchor_depth_offsets, anchor_grid, build_canonical_view
 from .correspondences import PairMatches, extract_correspondences, pair_scores
+from .defaults import SPARSE_GA_DEFAULTS
 from .forward_cache import CACHE_VERSION, CacheStore, image_fingerprint, model_fingerprint, run_symmetric_forward
 from .kinematic import build_kinematic_tree, compute_min_spanning_tree
 from .optimizer import (AlignmentResult, CameraPrior, MatchSet, OptimOptions, PointSet, RegressionSet,
                         SceneProblem, optimize_scene)
 from .scene import SparseGA, view_meta, view_to_rgb
+from .symmetric_forward import forward_mast3r, symmetric_inference
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["sparse_global_alignment", "SparseGA", "convert_dust3r_pairs_naming", "compute_min_spanning_tree"]
+__all__ = ["sparse_global_alignment", "SparseGA", "convert_dust3r_pairs_naming", "compute_min_spanning_tree",
+           "symmetric_inference", "forward_mast3r"]
 
 
 def convert_dust3r_pairs_naming(imgs: Sequence[Any], pairs_in: Sequence) -> List:
@@ -205,7 +212,6 @@ class _ForwardStage:
             names = [f"({self.inputs.names[i]}, {self.inputs.names[j]})" for i, j in todo]
             stream = run_symmetric_forward(self.model, [(views[i], views[j]) for i, j in todo], self.device,
                                            self.desc_conf, names, self.batch_pairs)
-            from tqdm.auto import tqdm
             for (i, j), (fwd, desc) in tqdm(zip(todo, stream), total=len(todo), desc="sparse GA forward",
                                             disable=not self.verbose, leave=False):
                 self.n_model_pairs += 1
@@ -351,8 +357,6 @@ def _per_image(value: Any, n: int, what: str) -> List[Any]:
 def _parse_known_intrinsics(value, views: List[dict], space: str, names: List[str]) -> Optional[torch.Tensor]:
     """Known intrinsics -> (N, 3, 3) float64 network-pixel K (NaN rows where unknown). Focal-only entries keep the
     default principal point, the image centre ((W - 1) / 2, (H - 1) / 2)."""
-    from dust3r.utils.image import intrinsics_from_original
-
     if space not in ("original", "network"):
         raise ValueError(f"known_intrinsics_space must be 'original' or 'network', got {space!r}")
     entries = _per_image(value, len(views), "known_intrinsics")
@@ -423,37 +427,15 @@ def _from_original_init(init: dict, names: List[str]):
     return Ks, poses, freeze
 
 
-def align_sim3(est: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """4x4 similarity ``T`` with ``T @ est[i] ~ ref[i]`` for the images in ``mask`` (chordal mean rotation, scale
-    from the spread of the camera centres when at least two distinct ones are known, centroid translation)."""
-    E, R_ = est[mask].double(), ref[mask].double()
-    M = (R_[:, :3, :3] @ E[:, :3, :3].transpose(1, 2)).sum(0)
-    U, _, Vt = torch.linalg.svd(M)
-    rot = U @ torch.diag(torch.tensor([1.0, 1.0, torch.linalg.det(U @ Vt).sign().item()], dtype=U.dtype)) @ Vt
-    ce, cr = E[:, :3, 3], R_[:, :3, 3]
-    spread_e = (ce - ce.mean(0)).norm(dim=1).mean()
-    spread_r = (cr - cr.mean(0)).norm(dim=1).mean()
-    scale = (spread_r / spread_e).item() if len(E) >= 2 and spread_e > 1e-9 and spread_r > 1e-9 else 1.0
-    T = torch.eye(4, dtype=torch.float64)
-    T[:3, :3] = scale * rot
-    T[:3, 3] = cr.mean(0) - scale * rot @ ce.mean(0)
-    return T
-
-
-def _apply_sim3(T: torch.Tensor, cam2w: torch.Tensor) -> torch.Tensor:
-    scale = T[:3, :3].norm(dim=0).mean()
-    out = T.to(cam2w) @ cam2w
-    out[:, :3, :3] = out[:, :3, :3] / scale.to(cam2w)
-    return out
-
-
 # --------------------------------------------------------------------------------------------- entry point
 _OPT_KEYS = {f.name for f in fields(OptimOptions)}
 
 
 def sparse_global_alignment(imgs: Sequence[Any], pairs_in: Sequence, cache_path: Optional[str], model,
-                            subsample: int = 8, desc_conf: str = "desc_conf", kinematic_mode: str = "hclust-ward",
-                            device: Any = "cpu", dtype: torch.dtype = torch.float32, shared_intrinsics: bool = False,
+                            subsample: int = SPARSE_GA_DEFAULTS["subsample"], desc_conf: str = "desc_conf",
+                            kinematic_mode: str = "hclust-ward",
+                            device: Any = "cpu", dtype: torch.dtype = torch.float32,
+                            shared_intrinsics: bool = SPARSE_GA_DEFAULTS["shared_intrinsics"],
                             known_intrinsics: Any = None, known_intrinsics_space: str = "original",
                             known_poses: Any = None, fix_intrinsics: bool = True, fix_poses: bool = True,
                             init: Optional[dict] = None, min_conf_thr: float = 0.0, canonical_mode: str = "avg-angle",
@@ -483,9 +465,13 @@ def sparse_global_alignment(imgs: Sequence[Any], pairs_in: Sequence, cache_path:
         min_conf_thr: matches of confidence not above it are dropped.
         canonical_mode: 'avg-angle' (default) or 'avg-reldepth'.
         forward_batch_pairs: pairs per forward batch.
-        **kw: optimiser options: lr1 (0.07), niter1 (300), loss1, lr2 (0.014), niter2 (300), loss2, lossd, opt_pp,
-            opt_depth, schedule ('cosine' / 'linear' / callable), depth_mode, matching_conf_thr (5.0),
-            loss_dust3r_w (0.01).
+        **kw: optimiser options (fields of :class:`~mast3r.cloud_opt.optimizer.OptimOptions`): lr1, niter1,
+            loss1, lr2, niter2, loss2, lossd, opt_pp, opt_depth, schedule ('cosine' / 'linear' / callable),
+            depth_mode, matching_conf_thr, loss_dust3r_w. Their defaults are the original function's,
+            :data:`mast3r.cloud_opt.defaults.SPARSE_GA_DEFAULTS` (lr 0.2 / 500 iterations, then lr 0.02 / 500);
+            the demo's (lr 0.07 / 500, then 0.014 / 200) are :data:`~mast3r.cloud_opt.defaults.ALIGNMENT_DEFAULTS`.
+            The optimisation runs on the caller's torch thread count (see
+            :func:`~mast3r.cloud_opt.optimizer.optimize_scene`).
 
     Returns:
         a :class:`SparseGA`.
@@ -552,8 +538,8 @@ def sparse_global_alignment(imgs: Sequence[Any], pairs_in: Sequence, cache_path:
         else:
             chain = optimize_scene(problem, opts, CameraPrior(fix_intrinsics=prior.fix_intrinsics, freeze=freeze),
                                    mode="chain")
-            T = align_sim3(chain.cam2w.cpu(), poses_known, P_mask)
-            init_c2w = _apply_sim3(T, chain.cam2w.cpu().double())
+            sim3 = align_camera_poses(chain.cam2w.cpu(), poses_known, P_mask)
+            init_c2w = apply_sim3_to_poses(*sim3, chain.cam2w.cpu().double())
             init_c2w[P_mask] = poses_known[P_mask]
         result = optimize_scene(problem, opts, prior, mode="absolute", init_cam2w=init_c2w.to(device, dtype))
         if fix_poses:

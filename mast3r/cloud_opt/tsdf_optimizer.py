@@ -5,6 +5,9 @@ point's projection and the point's depth in that camera, truncated below at ``-t
 surface are "unseen" and do not vote), weighted by ``exp(conf)``. Each pixel's depth is then moved to the sample
 along its ray whose fused TSDF is closest to zero (samples ``depth + (n - 1) * thresh`` with ``n ~ N(0, 1)``, as the
 original).
+
+Usually reached through the scene: ``SparseGA.get_dense_pts3d(tsdf_thresh=...)`` (and so
+``dust3r.export.SceneData.from_scene(scene, tsdf_thresh=...)``, which only calls the scene's own interface).
 """
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def synthetic_images(tmp_path_factory):
 def demo_server(synthetic_images, tmp_path_factory):
     """The MASt3R demo on 127.0.0.1:<free port>, in a background thread; yields a dict with url, app, model."""
     import gradio  # noqa: F401  (skip cleanly below if missing)
-    from dust3r.demo import free_port, launch_demo
+    from dust3r.app import free_port, launch_demo
     from dust3r.utils.synthetic import OracleModel
     from mast3r.demo import build_demo
 

@@ -15,10 +15,11 @@ import torch
 from croco.models.curope import cuRoPE2D, is_available
 
 DEVICE = "cuda"
-HAS_CUROPE = torch.cuda.is_available() and is_available()
+# without a CUDA device the ``cuda`` marker skips these tests (tests/conftest.py); with one, they still need the
+# compiled extension
 needs_curope = pytest.mark.skipif(
-    not HAS_CUROPE,
-    reason="needs a CUDA device and the compiled croco.models.curope._C extension "
+    not (torch.cuda.is_available() and is_available()),
+    reason="needs the compiled croco.models.curope._C extension "
     "(MAST3R_BUILD_CUROPE=1 pip install -e . --no-build-isolation)",
 )
 
@@ -267,3 +268,33 @@ def test_missing_extension_raises_with_build_instructions(monkeypatch):
     assert is_available() is False
     with pytest.raises(ImportError, match="MAST3R_BUILD_CUROPE=1 pip install -e ."):
         cuRoPE2D()(torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 2, dtype=torch.long))
+
+
+class _FakeItem:
+    """The two methods of a pytest item that the ``cuda`` marker hook uses."""
+
+    def __init__(self, *marks):
+        self.marks = [m.mark for m in marks]
+
+    def get_closest_marker(self, name):
+        return next((m for m in self.marks if m.name == name), None)
+
+    def add_marker(self, mark):
+        self.marks.append(mark.mark)
+
+
+@pytest.mark.parametrize("cuda", [False, True], ids=["no-cuda", "cuda"])
+def test_cuda_marker_hook(monkeypatch, cuda):
+    """tests/conftest.py skips exactly the ``@pytest.mark.cuda`` tests, and only when torch sees no CUDA device."""
+    from tests import conftest
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    marked, plain, slow = _FakeItem(pytest.mark.cuda), _FakeItem(), _FakeItem(pytest.mark.slow)
+    conftest.pytest_collection_modifyitems(None, [marked, plain, slow])
+    skip = marked.get_closest_marker("skip")
+    if cuda:
+        assert skip is None
+    else:
+        assert skip is not None and skip.kwargs["reason"] == conftest.CUDA_SKIP_REASON
+    assert plain.get_closest_marker("skip") is None and slow.get_closest_marker("skip") is None
+    assert [m.name for m in plain.marks] == [] and [m.name for m in slow.marks] == ["slow"]

@@ -164,7 +164,7 @@ class TestSceneData:
 
 
 # ------------------------------------------------------------------------------------------------
-# fake aligner scenes implementing contract B
+# fake aligner scenes following SparseSceneLike / DenseSceneLike (dust3r.export.scene_data)
 # ------------------------------------------------------------------------------------------------
 class _FakeBase:
     def __init__(self, src: SceneData, views_meta=None):
@@ -252,10 +252,13 @@ class TestFromScene:
         scene = FakeDense(data, confs)
         out = SceneData.from_scene(scene, min_conf_thr=3.0, clean_depth=True)
         assert scene.cleaned
-        assert scene.min_conf_thr == pytest.approx(np.log(3.0))
         # as the original DUSt3R demo: raw im_conf compared with conf_trf(threshold)
         for m, c in zip(out.masks, confs):
             np.testing.assert_array_equal(m, c > np.float32(np.log(3.0)))
+        # ... without setting the threshold on the caller's scene (the original demo did)
+        assert scene.min_conf_thr == 0.0
+        for c_scene, c in zip(scene.im_conf, confs):
+            np.testing.assert_array_equal(c_scene.numpy(), c)
 
     def test_dense_focals_fallback_and_meta(self, photo_views, photo_data):
         confs = [np.full(d.shape, 5.0, np.float32) for d in photo_data.depths]
@@ -267,31 +270,76 @@ class TestFromScene:
         np.testing.assert_allclose(out.K, K)
         assert out.names == ["first.png", "second.jpg"] and out.has_original(1)
 
-    def test_tsdf_hook(self, data, monkeypatch, caplog):
-        import sys
-        import types
+    def test_tsdf_through_the_scene(self, data, caplog):
         confs = [np.full(d.shape, 4.0, np.float32) for d in data.depths]
+        # a scene without a TSDF option: skipped with a warning, the scene's own points are used
         scene = FakeSparse(data, confs)
-        # without the module: skipped with a warning, the scene's own points are used
-        monkeypatch.setitem(sys.modules, "mast3r.cloud_opt.tsdf_optimizer", None)
         with caplog.at_level("WARNING"):
             out = SceneData.from_scene(scene, tsdf_thresh=0.1)
-        assert "tsdf" in caplog.text.lower() and scene.calls == [(True, 8)]
+        assert "tsdf_thresh=0.1 ignored" in caplog.text and scene.calls == [(True, 8)]
         np.testing.assert_allclose(out.pts3d[0], data.pts3d[0])
 
-        class FakeTSDF:  # like TSDFPostProcess: get_dense_pts3d(clean_depth) without subsample
-            def __init__(self, optimizer, subsample=8, TSDF_thresh=0.0):
-                self.opt, self.thresh = optimizer, TSDF_thresh
+        class FakeSparseTSDF(FakeSparse):  # like SparseGA: the scene refines its own depths
+            def get_dense_pts3d(self, clean_depth=True, subsample=8, tsdf_thresh=0.0):
+                pts, depths, cf = super().get_dense_pts3d(clean_depth, subsample)
+                self.tsdf = tsdf_thresh
+                return [p + tsdf_thresh for p in pts], depths, cf
+        scene = FakeSparseTSDF(data, confs)
+        out = SceneData.from_scene(scene, tsdf_thresh=0.25, clean_depth=False, subsample=4)
+        assert scene.tsdf == 0.25 and scene.calls == [(False, 4)]
+        np.testing.assert_allclose(out.pts3d[0], data.pts3d[0] + 0.25, atol=1e-5)
 
-            def get_dense_pts3d(self, clean_depth=True):
-                pts, depths, cf = self.opt.get_dense_pts3d(clean_depth=clean_depth)
-                return [p + 1 for p in pts], depths, cf
-        mod = types.ModuleType("mast3r.cloud_opt.tsdf_optimizer")
-        mod.TSDFPostProcess = FakeTSDF
-        monkeypatch.setitem(sys.modules, "mast3r.cloud_opt", types.ModuleType("mast3r.cloud_opt"))
-        monkeypatch.setitem(sys.modules, "mast3r.cloud_opt.tsdf_optimizer", mod)
-        out = SceneData.from_scene(scene, tsdf_thresh=0.1, clean_depth=False)
-        np.testing.assert_allclose(out.pts3d[0], data.pts3d[0] + 1, atol=1e-5)
+    def test_protocols(self, data):
+        from dust3r.export import DenseSceneLike, SceneLike, SparseSceneLike
+        confs = [np.ones(d.shape, np.float32) for d in data.depths]
+        sparse, dense = FakeSparse(data, confs), FakeDense(data, confs)
+        assert isinstance(sparse, SparseSceneLike) and not isinstance(sparse, DenseSceneLike)
+        assert isinstance(dense, DenseSceneLike) and not isinstance(dense, SparseSceneLike)
+        assert isinstance(sparse, SceneLike) and not isinstance(object(), SceneLike)
+
+    def test_real_sparse_and_dense_scenes_follow_the_protocols(self):
+        from dust3r.export import DenseSceneLike, SparseSceneLike
+        from dust3r.cloud_opt.base_opt import BasePCOptimizer
+        from mast3r.cloud_opt.scene import SparseGA
+        for cls, proto in ((SparseGA, SparseSceneLike), (BasePCOptimizer, DenseSceneLike)):
+            missing = [m for m in ("get_im_poses", "get_focals", *proto.__dict__) if not m.startswith("_")
+                       and callable(getattr(proto, m, None)) and not hasattr(cls, m)]
+            assert not missing, (cls, missing)
+
+    def test_no_upward_import_in_source(self):
+        """No module of dust3r.export imports mast3r, not even inside a function."""
+        import ast
+        import dust3r.export
+        folder = os.path.dirname(dust3r.export.__file__)
+        found = []
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    tree = ast.parse(f.read())
+                for node in ast.walk(tree):
+                    mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                            [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                    found += [f"{name}:{node.lineno}" for m in mods if m.split(".")[0] == "mast3r"]
+        assert not found
+
+    def test_no_mast3r_import(self):
+        """dust3r.export (TSDF option included) works with mast3r unimportable."""
+        import subprocess
+        import sys
+        code = ("import sys; sys.modules['mast3r'] = None\n"
+                "import numpy as np\n"
+                "from dust3r.export import SceneData\n"
+                "class S:\n"
+                "    imgs = [np.zeros((2, 3, 3), np.float32)]\n"
+                "    def get_im_poses(self): return np.eye(4)[None]\n"
+                "    def get_focals(self): return np.array([2.0])\n"
+                "    def get_dense_pts3d(self, clean_depth=True, subsample=8):\n"
+                "        return [np.ones((6, 3))], [np.ones(6)], [np.full((2, 3), 5.0)]\n"
+                "d = SceneData.from_scene(S(), tsdf_thresh=0.1)\n"
+                "assert d.masks[0].all()\n"
+                "assert not [m for m, v in sys.modules.items() if m.startswith('mast3r') and v is not None]\n")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
 
     def test_not_a_scene(self):
         with pytest.raises(ValueError, match="get_dense_pts3d"):
@@ -690,3 +738,120 @@ class TestExportAll:
             export_all(data, tmp_path, formats=("obj",))
         with pytest.raises(TypeError, match="as_pointclod"):
             export_all(data, tmp_path, as_pointclod=True)
+
+
+# ------------------------------------------------------------------------------------------------
+class TestReliability:
+    """File modes, all-or-nothing export_all, refusal of non-finite inputs."""
+
+    @pytest.fixture
+    def umask(self):
+        def set_mask(mask):
+            os.umask(mask)
+        old = os.umask(0o022)
+        yield set_mask
+        os.umask(old)
+
+    @staticmethod
+    def _modes(root):
+        out = {}
+        for base, dirs, files in os.walk(root):
+            for n in dirs + files:
+                p = os.path.join(base, n)
+                out[os.path.relpath(p, root)] = (os.path.isdir(p), os.stat(p).st_mode & 0o777)
+        return out
+
+    @pytest.mark.parametrize("mask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+    def test_modes_follow_umask(self, data, tmp_path, umask, mask, file_mode, dir_mode):
+        pytest.importorskip("trimesh")
+        umask(mask)
+        export_all(data, tmp_path / "out", formats=("glb", "ply", "colmap", "nerfstudio", "cameras", "depth"))
+        export_ply(data, tmp_path / "single.ply")
+        modes = self._modes(tmp_path)
+        assert len(modes) > 20
+        wrong = {p: oct(m) for p, (is_dir, m) in modes.items() if m != (dir_mode if is_dir else file_mode)}
+        assert not wrong
+
+    def test_file_in_the_way_leaves_nothing(self, data, tmp_path):
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "colmap").write_text("mine")
+        with pytest.raises(ValueError, match="colmap"):
+            export_all(data, out, formats=("glb", "ply", "colmap", "cameras"))
+        assert sorted(os.listdir(out)) == ["colmap"] and (out / "colmap").read_text() == "mine"
+
+    def test_failing_format_leaves_nothing(self, data, tmp_path, monkeypatch):
+        pytest.importorskip("trimesh")
+        import dust3r.export as ex
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "scene.ply").write_bytes(b"old run")
+
+        def broken(*a, **k):
+            raise RuntimeError("disk full")
+        monkeypatch.setitem(ex._EXPORTERS, "cameras", broken)
+        with pytest.raises(RuntimeError, match="disk full"):
+            export_all(data, out, formats=("glb", "ply", "colmap", "cameras"))
+        # nothing new, no staging folder, the earlier file untouched
+        assert sorted(os.listdir(out)) == ["scene.ply"] and (out / "scene.ply").read_bytes() == b"old run"
+
+    def test_rerun_replaces_entries_whole(self, data, tmp_path):
+        out = tmp_path / "out"
+        export_all(data, out, formats=("colmap", "cameras"), binary=False)
+        (out / "colmap" / "images" / "stale.png").write_bytes(b"x")
+        (out / "notes.txt").write_text("keep me")
+        res = export_all(data, out, formats=("colmap", "cameras"), binary=True)
+        model = sorted(os.listdir(out / "colmap" / "sparse" / "0"))
+        assert model == ["cameras.bin", "images.bin", "points3D.bin"]
+        assert not (out / "colmap" / "images" / "stale.png").exists()
+        assert (out / "notes.txt").read_text() == "keep me"
+        assert sorted(os.listdir(out)) == ["cameras.json", "colmap", "colmap.zip", "notes.txt"]
+        assert res["colmap"] == str(out / "colmap" / "sparse" / "0") and len(read_colmap_model(res["colmap"])[1]) == 3
+        with zipfile.ZipFile(res["colmap_zip"]) as zf:
+            assert not [n for n in zf.namelist() if n.endswith((".txt", "stale.png"))]
+
+    def test_non_finite_points_under_mask_refused(self, data):
+        pts = [p.copy() for p in data.pts3d]
+        pts[1][2, 3, 0] = np.inf
+        masks = [np.ones(d.shape, bool) for d in data.depths]
+        with pytest.raises(ValueError, match=r"pts3d\[1\] has 1 non-finite point"):
+            SceneData(images=data.images, K=data.K, cam2world=data.cam2world, pts3d=pts, masks=masks)
+        masks[1][2, 3] = False  # masked out: fine
+        d = SceneData(images=data.images, K=data.K, cam2world=data.cam2world, pts3d=pts, masks=masks)
+        assert d.masks[1].sum() == d.masks[1].size - 1
+
+    @pytest.mark.parametrize("field,index,match", [
+        ("K", (1, 0, 2), "K contains non-finite"),
+        ("cam2world", (0, 1, 3), "cam2world contains non-finite"),
+        ("pts3d", (0, 4, 5, 1), r"pts3d\[0\] has 1 non-finite"),
+    ])
+    @pytest.mark.parametrize("exporter", ["ply", "colmap", "cameras", "all"])
+    def test_exporters_refuse_non_finite_after_edit(self, field, index, match, exporter, tmp_path):
+        d = make_data()
+        arr = getattr(d, field)
+        if field == "pts3d":
+            arr[index[0]][index[1:]] = np.nan
+        else:
+            arr[index] = np.nan
+        call = {"ply": lambda: export_ply(d, tmp_path / "o" / "a.ply"),
+                "colmap": lambda: export_colmap(d, tmp_path / "o"),
+                "cameras": lambda: export_cameras_json(d, tmp_path / "o" / "c.json"),
+                "all": lambda: export_all(d, tmp_path / "o", formats=("ply", "colmap", "cameras"))}[exporter]
+        with pytest.raises(ValueError, match=match):
+            call()
+        assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+
+    def test_common_names_still_importable(self):
+        from dust3r.export import _common
+        from dust3r.export.scene_data import SceneData as SD
+        assert _common.SceneData is SD and callable(_common.atomic_file) and callable(_common.staged_dir)
+        assert _common.META_KEYS == ("orig_shape", "resized_shape", "crop_offset", "resize_scale", "filepath",
+                                     "true_shape", "instance")
+
+    def test_single_format_registry(self):
+        import dust3r.export as ex
+        assert ex.ALL_FORMATS == ("glb", "ply", "colmap", "nerfstudio", "cameras", "depth")
+        assert set(ex.DEFAULT_FORMATS) < set(ex.ALL_FORMATS) and set(ex.EXPORT_OUTPUTS) == set(ex.ALL_FORMATS)
+        assert ex.OUTPUT_NAMES == ("scene.glb", "scene.ply", "colmap", "colmap.zip", "nerfstudio", "cameras.json",
+                                   "depth")
+

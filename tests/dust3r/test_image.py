@@ -1,6 +1,7 @@
 """Tests for dust3r.utils.image: fixture parity, input kinds, colour modes, geometry record, errors."""
 from __future__ import annotations
 
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -13,10 +14,14 @@ from PIL.ImageOps import exif_transpose
 
 from dust3r.utils.image import (
     ImageLoadError,
+    ImgNorm,
+    _resize_pil_image,
     compute_resize_crop,
+    image_files_in_folder,
     img_to_arr,
     intrinsics_from_original,
     intrinsics_to_original,
+    imread_cv2,
     load_images,
     original_to_pixels,
     pixels_to_original,
@@ -343,13 +348,145 @@ def test_bad_arrays_and_types():
         load_images([PATHS[0], 3], size=16, verbose=False)
 
 
-def test_odd_size_warns():
+def test_odd_size_logs_a_plain_warning(caplog):
+    """A size whose 3/4 crop is not a multiple of the patch size: one logged sentence, no raw UserWarning."""
     square = np.zeros((100, 100, 3), np.uint8)
-    with pytest.warns(UserWarning, match="not multiples of patch_size"):
-        views = load_images([square], size=160, verbose=False)  # 160x160 -> 160x120
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warnings.warn would raise here
+        with caplog.at_level(logging.WARNING, logger="dust3r.utils.image"):
+            views = load_images([square], size=160, verbose=False)  # 160x160 -> 160x120
     assert views[0]["true_shape"].tolist() == [[120, 160]]
+    records = [r for r in caplog.records if r.name == "dust3r.utils.image"]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING
+    msg = records[0].getMessage()
+    assert msg.startswith("Image size 160 gives input #0 (ndarray) -> 160x120 whose sides are not multiples of "
+                          "the patch size 16"), msg
+    assert "a multiple of 64" in msg
+    caplog.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load_images([square], size=192, verbose=False)  # 192x144: fine
+        with caplog.at_level(logging.WARNING, logger="dust3r.utils.image"):
+            load_images([square], size=192, verbose=False)  # 192x144: fine
+    assert not caplog.records
     with pytest.raises(ValueError, match="empty crop"):
         load_images([square], size=8, verbose=False)
+
+
+def test_image_size_100_names_the_square_image(caplog, tmp_path):
+    """``--image-size 100``: landscape images crop to 96x64 silently, a square one is named in the warning."""
+    PIL.Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "wide.png")
+    PIL.Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(tmp_path / "square.png")
+    with caplog.at_level(logging.WARNING, logger="dust3r.utils.image"):
+        views = load_images(str(tmp_path), size=100, verbose=False)
+    assert [v["true_shape"].tolist() for v in views] == [[[72, 96]], [[64, 96]]]
+    (record,) = caplog.records
+    assert "square.png" in record.getMessage() and "96x72" in record.getMessage()
+    assert "wide.png" not in record.getMessage()
+
+
+# ------------------------------------------------------------------------------ HEIC in a folder
+def test_folder_heic_skipped_with_a_named_warning(tmp_path, caplog, monkeypatch):
+    import dust3r.utils.image as image_mod
+    monkeypatch.setattr(image_mod, "heif_available", lambda: False)
+    shutil.copy(PATHS[0], tmp_path / "a.png")
+    (tmp_path / "b_photo.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "c_photo.heif").write_bytes(b"\x00\x00\x00\x18ftypheif")
+    with caplog.at_level(logging.WARNING, logger="dust3r.utils.image"):
+        views = load_images(str(tmp_path), size=512, verbose=False)
+    assert [v["filepath"] for v in views] == [str(tmp_path / "a.png")]
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (f"Skipping 2 HEIC/HEIF image(s) in {tmp_path} because pillow-heif is not "
+                                   "installed (pip install pillow-heif): b_photo.HEIC, c_photo.heif")
+    files, skipped = image_files_in_folder(str(tmp_path))
+    assert files == [str(tmp_path / "a.png")]
+    assert skipped == [str(tmp_path / "b_photo.HEIC"), str(tmp_path / "c_photo.heif")]
+    # with pillow-heif the same folder lists the HEIC files as images (nothing skipped)
+    monkeypatch.setattr(image_mod, "heif_available", lambda: True)
+    files, skipped = image_files_in_folder(str(tmp_path))
+    assert [Path(f).name for f in files] == ["a.png", "b_photo.HEIC", "c_photo.heif"] and skipped == []
+
+
+# ------------------------------------------------------------------------------ names of the original
+class TestImgNorm:
+    def test_equals_load_images_normalisation(self, views512):
+        """ImgNorm of the resized + cropped PIL image is exactly the ``img`` load_images returns."""
+        img = exif_transpose(PIL.Image.open(PATHS[0])).convert("RGB")
+        plan = compute_resize_crop(*img.size, 512)
+        cropped = img.resize(plan.resized_size, plan.resample).crop(plan.box)
+        out = ImgNorm(cropped)
+        assert out.dtype == torch.float32 and out.shape == (3, 384, 512)
+        assert torch.equal(out[None], views512[0]["img"])
+
+    def test_values_and_layout(self):
+        u8 = np.array([[[0, 128, 255], [51, 102, 204]]], dtype=np.uint8)  # (1, 2, 3)
+        out = ImgNorm(PIL.Image.fromarray(u8))
+        assert out.shape == (3, 1, 2)
+        # torchvision: ToTensor (u8 / 255, float32), then (x - 0.5) / 0.5
+        expected = (torch.from_numpy(u8).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+        assert torch.equal(out, expected)
+        assert out[:, 0, 0].tolist() == [-1.0, pytest.approx(0.00392157, abs=1e-7), 1.0]
+        assert torch.equal(ImgNorm(u8), out)  # uint8 array == PIL image
+        as_float = ImgNorm(u8.astype(np.float64) / 255)  # float arrays: already in [0, 1], dtype kept
+        assert as_float.dtype == torch.float64
+        torch.testing.assert_close(as_float.float(), out)
+
+    def test_refuses_what_torchvision_cannot_normalise(self):
+        with pytest.raises(ValueError, match="RGB image, got mode 'RGBA'"):
+            ImgNorm(PIL.Image.new("RGBA", (4, 4)))
+        with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+            ImgNorm(np.zeros((4, 4), np.uint8))
+        with pytest.raises(TypeError, match="Tensor"):
+            ImgNorm(torch.zeros(4, 4, 3))
+
+
+class TestImreadCv2:
+    def test_returns_rgb(self, tmp_path):
+        rgb_u8 = np.zeros((4, 6, 3), np.uint8)
+        rgb_u8[..., 0] = 200  # pure red
+        rgb_u8[1, 2] = (10, 20, 30)
+        path = tmp_path / "red.png"
+        PIL.Image.fromarray(rgb_u8).save(path)
+        out = imread_cv2(str(path))
+        assert out.dtype == np.uint8 and out.shape == (4, 6, 3)
+        assert np.array_equal(out, rgb_u8)  # RGB order, not OpenCV's BGR
+        assert np.array_equal(imread_cv2(path), rgb_u8)  # PathLike accepted
+
+    def test_depth_png_unchanged(self, tmp_path):
+        import cv2
+        depth = (np.arange(12, dtype=np.uint16) * 5000).reshape(3, 4)
+        path = tmp_path / "depth.png"
+        PIL.Image.fromarray(depth).save(path)
+        out = imread_cv2(str(path), cv2.IMREAD_UNCHANGED)
+        assert out.dtype == np.uint16 and np.array_equal(out, depth)
+
+    def test_errors_name_the_file(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="missing.png"):
+            imread_cv2(str(tmp_path / "missing.png"))
+        bad = tmp_path / "bad.png"
+        bad.write_bytes(b"not an image")
+        with pytest.raises(OSError, match="bad.png"):
+            imread_cv2(str(bad))
+
+
+@pytest.mark.parametrize("size, long_edge, expect_size, expect_filter", [
+    ((640, 480), 512, (512, 384), PIL.Image.Resampling.LANCZOS),
+    ((480, 640), 512, (384, 512), PIL.Image.Resampling.LANCZOS),
+    ((100, 75), 512, (512, 384), PIL.Image.Resampling.BICUBIC),
+    ((333, 101), 224, (224, 68), PIL.Image.Resampling.LANCZOS),   # 101 * 224 / 333 = 67.9 -> 68
+])
+def test_resize_pil_image(size, long_edge, expect_size, expect_filter):
+    img = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, size[::-1] + (3,), dtype=np.uint8))
+    out = _resize_pil_image(img, long_edge)
+    assert out.size == expect_size and out.mode == "RGB"
+    assert np.array_equal(np.asarray(out), np.asarray(img.resize(expect_size, expect_filter)))
+
+
+def test_resize_pil_image_is_the_loader_resize(views512):
+    """The loader's 512 view of the landscape fixture is the centre crop of _resize_pil_image's output."""
+    img = exif_transpose(PIL.Image.open(PATHS[0])).convert("RGB")
+    resized = _resize_pil_image(img, 512)
+    assert views512[0]["resized_shape"].tolist() == [[resized.size[1], resized.size[0]]]
+    x0, y0 = views512[0]["crop_offset"][0]
+    H, W = views512[0]["true_shape"][0]
+    assert torch.equal(ImgNorm(resized.crop((x0, y0, x0 + W, y0 + H)))[None], views512[0]["img"])

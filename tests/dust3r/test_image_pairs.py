@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from dust3r.image_pairs import filter_edges_seq, filter_pairs_seq, make_pairs, sel
+from dust3r.image_pairs import SceneGraph, filter_edges_seq, filter_pairs_seq, make_pairs, parse_scene_graph, sel
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -160,3 +160,32 @@ def test_bad_prefilter():
 def test_retrieval_not_available():
     with pytest.raises(NotImplementedError, match="retrieval"):
         make_pairs(_views(4), "retrieval-20-10", sim_mat=np.eye(4))
+
+
+class TestParseSceneGraph:
+    @pytest.mark.parametrize("text, expected", [
+        ("complete", SceneGraph("complete")),
+        ("swin", SceneGraph("swin", window=3, cyclic=True)),
+        ("swin-2-noncyclic", SceneGraph("swin", window=2, cyclic=False)),
+        ("logwin-4-cyclic", SceneGraph("logwin", window=4, cyclic=True)),
+        ("oneref", SceneGraph("oneref", ref=0)),
+        ("oneref-2", SceneGraph("oneref", ref=2)),
+    ])
+    def test_forms(self, text, expected):
+        assert parse_scene_graph(text) == expected
+        assert parse_scene_graph(text, n_images=3) == expected
+
+    def test_same_errors_as_make_pairs_without_images(self):
+        for graph in ("foo", "swin-0", "logwin-2-3"):
+            with pytest.raises(ValueError, match="scene graph") as parsed:
+                parse_scene_graph(graph)
+            with pytest.raises(ValueError) as built:
+                make_pairs(_views(4), graph)
+            assert str(parsed.value) == str(built.value)
+        with pytest.raises(ValueError, match="expected a string"):
+            parse_scene_graph(3)
+        assert parse_scene_graph("oneref-7").ref == 7  # no image count: no range check
+        with pytest.raises(ValueError, match="reference image 7 is out of range for 5 image"):
+            parse_scene_graph("oneref-7", n_images=5)
+        with pytest.raises(NotImplementedError, match="retrieval"):
+            parse_scene_graph("retrieval-20-10")

@@ -199,3 +199,147 @@ def test_save_pretrained_layout_matches_original(tiny_model, tmp_path):
     expected = json.loads((DATA / "models" / entry["hf"]["config_json"]).read_text())
     expected.update(patch_embed_cls="PatchEmbedDust3R", landscape_only=False)  # what every loading path builds
     assert config == expected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# keywords of from_pretrained, architecture check, device and hub failures (issues 10 and 11)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def mast3r_forms(tiny_pth, tiny_hf, tmp_path, monkeypatch):
+    """form -> (path or hub id, hub options) of mast3r_tiny_a, the hub form served from a local cache, offline."""
+    _fake_hub_cache(tmp_path / "hub", "naver/MASt3R_tiny_kw", tiny_hf("mast3r_tiny_a"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return {"pth": (str(tiny_pth("mast3r_tiny_a")), {}), "hf_dir": (str(tiny_hf("mast3r_tiny_a")), {}),
+            "hub": ("naver/MASt3R_tiny_kw", {"cache_dir": str(tmp_path / "hub")})}
+
+
+@pytest.fixture
+def dust3r_forms(tmp_path, monkeypatch):
+    _fake_hub_cache(tmp_path / "hub", "naver/DUSt3R_tiny_kw", DATA / "models" / "dust3r_tiny_linear_hf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return {"pth": (str(DATA / "models" / "dust3r_tiny_linear.pth"), {}),
+            "hf_dir": (str(DATA / "models" / "dust3r_tiny_linear_hf"), {}),
+            "hub": ("naver/DUSt3R_tiny_kw", {"cache_dir": str(tmp_path / "hub")})}
+
+
+FORMS = ["pth", "hf_dir", "hub"]
+
+
+class TestFromPretrainedKeywords:
+    """Model keywords given to from_pretrained override the stored constructor arguments, as the original's hub
+    mixin passes them to the constructor (Spann3R: landscape_only=True; LSM: freeze='encoder')."""
+
+    @pytest.mark.parametrize("form", FORMS)
+    def test_landscape_only_spann3r(self, form, mast3r_forms, tiny_model):
+        path, hub = mast3r_forms[form]
+        model = AsymmetricMASt3R.from_pretrained(path, landscape_only=True, **hub)
+        assert type(model) is AsymmetricMASt3R and model.landscape_only is True
+        default = tiny_model("mast3r_tiny_a")
+        assert default.landscape_only is False
+        sa, sb = model.state_dict(), default.state_dict()
+        assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+        pairs, _ = fixture_pairs("mast3r_tiny_a")
+        landscape = [(pairs[1][0], pairs[1][0])]  # landscape-only heads agree with the default on landscape images
+        _assert_same_outputs(_run(model, landscape), _run(default, landscape))
+
+    @pytest.mark.parametrize("form", FORMS)
+    def test_freeze_encoder_lsm(self, form, mast3r_forms):
+        path, hub = mast3r_forms[form]
+        model = AsymmetricMASt3R.from_pretrained(pretrained_model_name_or_path=path, freeze="encoder", **hub)
+        assert model.freeze == "encoder"
+        trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+        frozen = {name.split(".")[0] for name, p in model.named_parameters() if not p.requires_grad}
+        assert frozen == {"patch_embed", "enc_blocks"} | ({"mask_token"} if model.mask_token is not None else set())
+        assert {"dec_blocks", "dec_blocks2", "decoder_embed", "downstream_head1", "downstream_head2"} <= trainable
+
+    def test_unknown_keyword_is_a_type_error(self, mast3r_forms):
+        with pytest.raises(TypeError, match=r"\['landscape_onyl'\].*AsymmetricMASt3R"):
+            AsymmetricMASt3R.from_pretrained(mast3r_forms["pth"][0], landscape_onyl=True)
+
+
+class TestArchitectureCheck:
+    """from_pretrained of a class gets that class or a subclass, whatever the checkpoint's form."""
+
+    @pytest.mark.parametrize("form", FORMS)
+    def test_mast3r_class_refuses_dust3r_checkpoint(self, form, dust3r_forms):
+        path, hub = dust3r_forms[form]
+        with pytest.raises(CheckpointError, match="holds a checkpoint of AsymmetricCroCo3DStereo, not of "
+                                                  "AsymmetricMASt3R") as info:
+            AsymmetricMASt3R.from_pretrained(path, **hub)
+        assert "\n" not in str(info.value)
+        assert type(AsymmetricCroCo3DStereo.from_pretrained(path, **hub)) is AsymmetricCroCo3DStereo
+
+    @pytest.mark.parametrize("form", FORMS)
+    def test_dust3r_class_gets_the_mast3r_subclass(self, form, mast3r_forms):
+        path, hub = mast3r_forms[form]
+        assert type(AsymmetricCroCo3DStereo.from_pretrained(path, **hub)) is AsymmetricMASt3R
+
+    def test_unregistered_user_subclass_is_built_as_itself(self, tiny_pth, tiny_model):
+        class MyMASt3R(AsymmetricMASt3R):
+            pass
+        model = MyMASt3R.from_pretrained(str(tiny_pth("mast3r_tiny_a")))
+        assert type(model) is MyMASt3R
+        ref = tiny_model("mast3r_tiny_a").state_dict()
+        assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
+
+
+class TestDeviceChecked:
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+    def test_cuda_without_cuda_refused_before_reading(self, tmp_path):
+        from dust3r.model_loading import load_pretrained
+        from dust3r.utils.device import DeviceError
+        missing = tmp_path / "not_there.pth"  # a read would fail with 'not found': the device check comes first
+        with pytest.raises(DeviceError, match="'cuda' requested but CUDA is not available"):
+            load_pretrained(missing, device="cuda")
+        with pytest.raises(DeviceError, match="'cuda' requested"):
+            AsymmetricMASt3R.from_pretrained(str(missing), device="cuda")
+
+    def test_bad_device_string(self, tiny_pth):
+        from dust3r.utils.device import DeviceError
+        with pytest.raises(DeviceError, match="invalid device 'gpu0'"):
+            dust3r_load_model(str(tiny_pth("mast3r_tiny_b")), "gpu0")
+
+
+class TestHubFailsFast:
+    def test_unknown_hub_id_offline_env_one_line_in_seconds(self, tmp_path):
+        """A fresh interpreter with HF_HUB_OFFLINE=1: one clear line, nothing else on stderr, well under a second
+        for the call itself (the original path took ~25 s and ten retry warnings without network)."""
+        import json
+        import subprocess
+        import sys
+        script = ("import json, time\nfrom mast3r.model import AsymmetricMASt3R\nt = time.perf_counter()\n"
+                  "try:\n    AsymmetricMASt3R.from_pretrained('naver/no_such_model_h1', cache_dir=%r)\n"
+                  "    msg = None\nexcept Exception as e:\n    msg = f'{type(e).__name__}: {e}'\n"
+                  "print(json.dumps([msg, time.perf_counter() - t]))\n") % str(tmp_path / "cache")
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        msg, seconds = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert msg.startswith("CheckpointNotFoundError") and "naver/no_such_model_h1" in msg and "offline" in msg
+        assert "\n" not in msg and proc.stderr.strip() == ""
+        assert seconds < 3
+
+    def test_unreachable_hub_without_offline_env(self, tmp_path, monkeypatch):
+        """No offline flag, but the hub cannot be reached: one probe, then the cache only (no retries)."""
+        import socket
+        import time
+        for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        probes = []
+
+        def unreachable(address, *args, **kwargs):
+            probes.append(address)
+            raise OSError(101, "Network is unreachable")
+
+        def no_connect(*args, **kwargs):
+            raise AssertionError("network access attempted")
+        monkeypatch.setattr(socket, "create_connection", unreachable)
+        monkeypatch.setattr(socket.socket, "connect", no_connect)
+        t = time.perf_counter()
+        with pytest.raises(CheckpointError, match=r"naver/no_such_model_h1.*cannot be reached.*Network is "
+                                                  r"unreachable") as info:
+            AsymmetricMASt3R.from_pretrained("naver/no_such_model_h1", cache_dir=str(tmp_path / "cache"))
+        assert time.perf_counter() - t < 3 and len(probes) == 1 and "\n" not in str(info.value)
+        _fake_hub_cache(tmp_path / "hub", "naver/DUSt3R_cached", DATA / "models" / "dust3r_tiny_linear_hf")
+        model = AsymmetricCroCo3DStereo.from_pretrained("naver/DUSt3R_cached", cache_dir=str(tmp_path / "hub"))
+        assert type(model) is AsymmetricCroCo3DStereo  # a cached model still loads

@@ -302,3 +302,104 @@ class TestMeshHelpers:
         assert colors.tolist() == [0.2, 0.4]  # not scaled in place
         with pytest.raises(ValueError, match="range"):
             uint8([300, 2])
+
+
+def _random_pose(seed: int) -> np.ndarray:
+    """A cam2world with a random rotation (det +1) and translation."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = q, rng.normal(size=3)
+    return pose
+
+
+class TestTrimeshScenes:
+    """The original's trimesh helpers: what they put in the scene (no window is opened)."""
+
+    def test_rgb_is_the_image_helper(self):
+        import dust3r.utils.image
+        import dust3r.viz
+        assert dust3r.viz.rgb is dust3r.utils.image.rgb
+
+    def test_add_scene_cam_pose_and_image(self):
+        trimesh = pytest.importorskip("trimesh")
+        from dust3r.viz import add_scene_cam
+        pose = _random_pose(0)
+        H_img, W_img, focal, width = 30, 40, 50.0, 0.1
+        image = np.random.default_rng(1).integers(0, 255, (H_img, W_img, 3), dtype=np.uint8)
+        scene = trimesh.Scene()
+        names = add_scene_cam(scene, torch.from_numpy(pose), (255, 0, 0), image=image, focal=np.array([focal]),
+                              screen_width=width)
+        assert len(names) == 2 and set(names) == set(scene.geometry)
+        frustum, quad = scene.geometry[names[0]], scene.geometry[names[1]]
+        # far plane: screen_width high, screen_width * W / H wide, at depth focal * screen_width / H
+        depth, half_w, half_h = focal * width / H_img, 0.5 * width * W_img / H_img, 0.5 * width
+        corners_cam = np.array([[-half_w, -half_h, depth], [half_w, -half_h, depth], [half_w, half_h, depth],
+                                [-half_w, half_h, depth]])  # top-left, top-right, bottom-right, bottom-left
+        expected = corners_cam @ pose[:3, :3].T + pose[:3, 3]
+        np.testing.assert_allclose(quad.vertices, expected, atol=1e-12)
+        # the frustum's apex is the camera centre (within the thin ribbons' half thickness) and its far end
+        # reaches the image plane
+        centre = pose[:3, 3]
+        assert np.linalg.norm(frustum.vertices - centre, axis=1).min() < 0.03 * width
+        local = (frustum.vertices - centre) @ pose[:3, :3]  # camera coordinates
+        assert local[:, 2].min() > -0.05 * width and abs(local[:, 2].max() - depth) < 0.05 * width
+        assert (frustum.visual.face_colors == [255, 0, 0, 255]).all()
+        assert np.array_equal(np.asarray(quad.visual.material.image.convert("RGB")), image)
+
+    def test_add_scene_cam_size_defaults(self):
+        trimesh = pytest.importorskip("trimesh")
+        from dust3r.viz import add_scene_cam
+        scene = trimesh.Scene()
+        # imsize (W, H) without image: focal defaults to 1.1 * min(W, H); no image quad
+        (name,) = add_scene_cam(scene, np.eye(4), (0.0, 1.0, 0.0), imsize=(64, 32), screen_width=1.0)
+        verts = scene.geometry[name].vertices
+        assert abs(verts[:, 2].max() - 1.1) < 0.05  # depth = 1.1 * 32 * 1.0 / 32
+        assert abs(verts[:, 0].max() - 1.0) < 0.05 and abs(verts[:, 1].max() - 0.5) < 0.05  # 2 x 1 far plane
+        assert (scene.geometry[name].visual.face_colors[:, :3] == [0, 255, 0]).all()
+        with pytest.raises(ValueError, match="pose_c2w"):
+            add_scene_cam(scene, np.eye(3), (0, 0, 0))
+        with pytest.raises(ValueError, match="positive"):
+            add_scene_cam(scene, np.eye(4), (0, 0, 0), focal=-1.0)
+
+    def test_scene_viz_pointcloud_and_cameras(self):
+        pytest.importorskip("trimesh")
+        from dust3r.viz import CAM_COLORS, SceneViz
+        rng = np.random.default_rng(0)
+        pts = rng.normal(size=(2, 4, 5, 3))
+        cols = rng.integers(0, 255, (2, 4, 5, 3), dtype=np.uint8)
+        mask = rng.random((2, 4, 5)) > 0.5
+        viz = SceneViz().add_pointcloud(torch.from_numpy(pts), cols, mask)
+        (cloud,) = viz.scene.geometry.values()
+        np.testing.assert_array_equal(cloud.vertices, np.concatenate([pts[0][mask[0]], pts[1][mask[1]]]))
+        np.testing.assert_array_equal(cloud.colors[:, :3], np.concatenate([cols[0][mask[0]], cols[1][mask[1]]]))
+        poses = [_random_pose(1), _random_pose(2)]
+        assert viz.add_cameras(poses, focals=[50.0, 60.0], imsizes=[(40, 30), (40, 30)]) is viz
+        frustums = list(viz.scene.geometry.values())[1:]
+        assert len(frustums) == 2
+        for k, (frustum, pose) in enumerate(zip(frustums, poses)):
+            assert (frustum.visual.face_colors[:, :3] == CAM_COLORS[k]).all()
+            assert np.linalg.norm(frustum.vertices - pose[:3, 3], axis=1).min() < 0.03 * 0.03
+        # one colour for every point
+        single = SceneViz().add_pointcloud([pts[0]], (0, 0, 255))
+        (cloud,) = single.scene.geometry.values()
+        assert len(cloud.vertices) == 20 and (cloud.colors[:, :3] == [0, 0, 255]).all()
+        with pytest.raises(ValueError, match="colours"):
+            SceneViz().add_pointcloud(pts, cols[:1], mask)
+
+    def test_show_builds_the_scene_without_a_window(self, monkeypatch):
+        trimesh = pytest.importorskip("trimesh")
+        from dust3r.viz import SceneViz, show_raw_pointcloud
+        shown = []
+        monkeypatch.setattr(trimesh.Scene, "show", lambda self, **kw: shown.append((self, kw)))
+        pts = [np.zeros((2, 3)), torch.ones(1, 2, 3)]
+        colors = [np.full((2, 3), 0.5), np.ones((1, 2, 3))]
+        scene = show_raw_pointcloud(pts, colors, point_size=4)
+        (cloud,) = scene.geometry.values()
+        np.testing.assert_array_equal(cloud.vertices, [[0, 0, 0]] * 2 + [[1, 1, 1]] * 2)
+        assert cloud.colors[:, :3].tolist() == [[127] * 3] * 2 + [[255] * 3] * 2
+        assert shown == [(scene, {"line_settings": {"point_size": 4}})]
+        viz = SceneViz()
+        viz.show(point_size=3)
+        assert shown[-1] == (viz.scene, {"line_settings": {"point_size": 3}})

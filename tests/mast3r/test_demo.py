@@ -1,21 +1,20 @@
-"""Demo building blocks (no browser): defaults that keep the server private, upload checks, per-session folders,
-scene-graph controls, the shared reconstruction + re-render path, and the two-view matching helper."""
-import importlib.util
+"""The MASt3R demo (no browser): defaults that keep the server private, the sparse Run + re-render path, the
+original's headless entry points (get_reconstructed_scene, SparseGAState, get_3D_model_from_scene,
+set_scenegraph_options, main_demo), the checks before loading, and the two-view matching helper.
+The shared plumbing (uploads, sessions, scene-graph strings) is tested in tests/dust3r/test_demo.py and
+tests/dust3r/test_app.py."""
 import os
 import socket
 import zipfile
 
 import numpy as np
-import PIL.Image
 import pytest
 
-from dust3r.demo import (DemoState, DisplayOptions, SessionWorkspaces, UserInputError, max_window_size,
-                         reconstruct_dense, rerender_outputs, scene_graph_string, validate_uploads)
+from dust3r.app import DemoState, DisplayOptions, SessionWorkspaces, rerender_outputs
 from mast3r.demo import free_port, get_args_parser, match_two_images, model_source, server_address
 from mast3r.viz import draw_matches
+from tests.dust3r.test_demo import _cameras, _points
 
-HAS_EXPORT = importlib.util.find_spec("dust3r.export") is not None
-needs_export = pytest.mark.skipif(not HAS_EXPORT, reason="dust3r.export (helper 'export') is not in the tree yet")
 W, H = 64, 48
 
 
@@ -55,76 +54,6 @@ def test_free_port_skips_busy_port():
         assert free_port(busy, "127.0.0.1") > busy
 
 
-def _png(path, size=(W, H)):
-    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-    return str(path)
-
-
-class TestValidateUploads:
-    def test_good_images_in_order(self, tmp_path):
-        paths = [_png(tmp_path / f"{k}.png") for k in (2, 0, 1)]
-        assert validate_uploads(paths, max_images=5, allowed_roots=[str(tmp_path)]) == paths
-
-    def test_messages(self, tmp_path):
-        txt = tmp_path / "notes.txt"
-        txt.write_text("hello")
-        good = _png(tmp_path / "a.png")
-        with pytest.raises(UserInputError, match="'notes.txt' is not an image"):
-            validate_uploads([good, str(txt)], max_images=5)
-        with pytest.raises(UserInputError, match="at least 1 image"):
-            validate_uploads([], max_images=5)
-        with pytest.raises(UserInputError, match="at least 1 image"):
-            validate_uploads(None, max_images=5)
-        with pytest.raises(UserInputError, match="Too many images: 3 uploaded, at most 2"):
-            validate_uploads([good] * 3, max_images=2)
-        with pytest.raises(UserInputError, match="not a regular uploaded file"):
-            validate_uploads([str(tmp_path)], max_images=2)
-
-    def test_paths_are_confined(self, tmp_path):
-        outside = _png(tmp_path / "outside.png")
-        root = tmp_path / "uploads"
-        root.mkdir()
-        link = root / "link.png"
-        os.symlink(outside, link)
-        with pytest.raises(UserInputError, match="not a regular uploaded file"):
-            validate_uploads([str(link)], max_images=2, allowed_roots=[str(root)])
-        with pytest.raises(UserInputError, match="not in the upload folder"):
-            validate_uploads([outside], max_images=2, allowed_roots=[str(root)])
-        with pytest.raises(UserInputError, match="not in the upload folder"):
-            validate_uploads([str(root / ".." / "outside.png")], max_images=2, allowed_roots=[str(root)])
-
-
-class TestSessionWorkspaces:
-    def test_private_folders_released(self, tmp_path):
-        ws = SessionWorkspaces(str(tmp_path / "parent"))
-        assert ws.root.parent == tmp_path / "parent"
-        a, b = ws.create("alice"), ws.create("bob")
-        assert a != b and a.is_dir() and b.is_dir() and ws.create("alice") == a
-        assert oct(a.stat().st_mode & 0o777) == "0o700"
-        (a / "scene.glb").write_bytes(b"x")
-        state = DemoState(scene=object(), session_id="alice", workdir=a)
-        ws.attach("alice", state)
-        ws.release("alice")
-        assert not a.exists() and b.is_dir() and set(ws.active()) == {"bob"}
-        assert state.scene is None  # the ended session's scene is freed even if gradio still holds the state
-        ws.release("alice")  # twice is fine
-        ws.close()
-        assert not ws.root.exists()
-
-
-def test_scene_graph_controls():
-    assert scene_graph_string("complete") == "complete"
-    assert scene_graph_string("swin", 2, True) == "swin-2"
-    assert scene_graph_string("logwin", 3, False) == "logwin-3-noncyclic"
-    assert scene_graph_string("oneref", refid=4) == "oneref-4"
-    with pytest.raises(UserInputError):
-        scene_graph_string("star")
-    assert [max_window_size(n, "swin", False) for n in (1, 2, 5)] == [1, 1, 4]
-    assert [max_window_size(n, "swin", True) for n in (1, 5, 8)] == [1, 2, 4]
-    assert [max_window_size(n, "logwin", False) for n in (2, 5, 8)] == [1, 3, 3]
-    assert max_window_size(9, "logwin", True) == 2
-
-
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     from dust3r.utils.synthetic import make_scene
@@ -145,13 +74,12 @@ class _Counting:
         return self.model(*a, **k)
 
 
-@needs_export
 def test_sparse_run_then_rerender_without_network(synthetic, tmp_path):
     """The demo's Run path (sparse GA) then a display change: new files, no new forward pass."""
     import trimesh
 
     from dust3r.utils.synthetic import OracleModel, pose_errors
-    from mast3r.reconstruct import SparseOptions, run_sparse_pipeline
+    from mast3r.reconstruction import SparseOptions, run_sparse_pipeline
 
     scene_gt, paths = synthetic
     model = _Counting(OracleModel(scene_gt))
@@ -183,39 +111,6 @@ def test_sparse_run_then_rerender_without_network(synthetic, tmp_path):
     assert rerender_outputs(None, DisplayOptions())[0] is None
 
 
-def test_dense_demo_pipeline(synthetic):
-    """demo_dust3r_ga's path: inference + dense global alignment recovers the synthetic cameras."""
-    from dust3r.demo import dense_gallery
-    from dust3r.utils.synthetic import OracleModel, pose_errors
-
-    scene_gt, paths = synthetic
-    scene, names = reconstruct_dense(OracleModel(scene_gt), paths, "cpu", W, "complete", "linear", 100)
-    err = pose_errors(scene.get_im_poses().detach().cpu().numpy(), scene_gt.cam2world)
-    assert err["rot_deg"] < 0.5 and err["trans_dir_deg"] < 1.0
-    gallery = dense_gallery(scene)
-    assert len(gallery) == 9 and all(g.shape == (H, W, 3) for g in gallery)
-    with pytest.raises(UserInputError, match="unknown scene graph"):
-        reconstruct_dense(OracleModel(scene_gt), paths, "cpu", W, "star")
-
-
-@needs_export
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["dust3r_tiny_linear", "mast3r_tiny_b"])
-def test_dense_demo_runs_real_checkpoints(name, tiny_model, synthetic, tmp_path):
-    """demo_dust3r_ga works with DUSt3R and MASt3R checkpoints (tiny random weights: only the plumbing is checked)."""
-    import torch
-    import trimesh
-
-    from dust3r.demo import write_scene_files
-
-    _, paths = synthetic
-    scene, names = reconstruct_dense(tiny_model(name), paths, "cpu", W, "swin-1", "linear", 5)
-    assert torch.isfinite(scene.get_im_poses()).all() and len(names) == 3
-    files = write_scene_files(scene, tmp_path, DisplayOptions(min_conf_thr=1.0, as_pointcloud=False), names)
-    assert isinstance(trimesh.load(files["glb"]), trimesh.Scene)
-    assert os.path.getsize(files["colmap"]) > 0 and files["colmap"].endswith(".zip")
-
-
 @pytest.mark.parametrize("module", ["mast3r.demo", "dust3r.demo"])
 def test_apps_build_with_an_injected_model(module, tmp_path):
     """Both apps build from a model object (no launch), with their session folders under tmp_dir."""
@@ -228,6 +123,103 @@ def test_apps_build_with_an_injected_model(module, tmp_path):
     finally:
         app.session_workspaces.close()
     assert list(tmp_path.iterdir()) == []
+
+
+class TestHeadless:
+    """The original's entry points, called the way scripts drive the demo without a browser."""
+
+    ARGS = dict(optim_level="refine", lr1=0.07, niter1=80, lr2=0.014, niter2=30, min_conf_thr=1.5,
+                matching_conf_thr=5.0, as_pointcloud=True, mask_sky=False, clean_depth=True, transparent_cams=False,
+                cam_size=0.05, scenegraph_type="complete", winsize=1, win_cyclic=False, refid=0, TSDF_thresh=0.0,
+                shared_intrinsics=False)
+
+    def test_get_reconstructed_scene(self, synthetic, tmp_path):
+        from dust3r.utils.synthetic import OracleModel, pose_errors
+        from mast3r.demo import SparseGAState, get_3D_model_from_scene, get_reconstructed_scene
+
+        scene_gt, paths = synthetic
+        model = _Counting(OracleModel(scene_gt))
+        a = list(self.ARGS.values())
+        state, outfile = get_reconstructed_scene(str(tmp_path), False, model, "cpu", True, W, None, paths, *a)
+        assert isinstance(state, SparseGAState) and outfile == state.outfile_name
+        assert outfile.startswith(str(tmp_path)) and outfile.endswith("_scene.glb")
+        assert _cameras(outfile) == 3 and _points(outfile) > 1000
+        assert state.cache_dir == str(tmp_path / "cache") and os.path.isdir(state.cache_dir)
+        err = pose_errors(state.sparse_ga.get_im_poses().detach().cpu().numpy(), scene_gt.cam2world)
+        assert err["rot_deg"] < 2.0
+
+        # display changes rewrite the same file without a new forward pass
+        calls = model.calls
+        assert get_3D_model_from_scene(True, state, min_conf_thr=1e9) == outfile
+        assert _points(outfile) == 0 and _cameras(outfile) == 3 and model.calls == calls
+        assert get_3D_model_from_scene(True, None) is None
+
+        # a new run reuses the state's cache folder and file name (keyword form of the call)
+        kw = dict(self.ARGS, scenegraph_type="swin", winsize=1, win_cyclic=True)
+        state2, outfile2 = get_reconstructed_scene(str(tmp_path), False, model, "cpu", True, W, state, paths, **kw)
+        assert (outfile2, state2.cache_dir) == (outfile, state.cache_dir) and _cameras(outfile2) == 3
+        state2.close()
+        assert not os.path.exists(outfile) and not os.path.exists(state.cache_dir)
+
+    def test_bad_inputs_before_inference(self, synthetic, tmp_path):
+        from dust3r.inputs import InputError
+        from dust3r.utils.synthetic import OracleModel
+        from mast3r.demo import get_reconstructed_scene
+
+        scene_gt, paths = synthetic
+        model = _Counting(OracleModel(scene_gt))
+        a = dict(self.ARGS, scenegraph_type="oneref", refid=7)
+        with pytest.raises(InputError, match="out of range"):
+            get_reconstructed_scene(str(tmp_path), False, model, "cpu", True, W, None, paths, **a)
+        with pytest.raises(InputError, match="optim level"):
+            get_reconstructed_scene(str(tmp_path), False, model, "cpu", True, W, None, paths,
+                                    **dict(self.ARGS, optim_level="fast"))
+        assert model.calls == 0 and list(tmp_path.iterdir()) == []
+
+    def test_state_deletes_only_when_asked(self, tmp_path):
+        from mast3r.demo import SparseGAState
+
+        for should_delete in (False, True):
+            cache, glb = tmp_path / f"cache{should_delete}", tmp_path / f"{should_delete}.glb"
+            cache.mkdir()
+            glb.write_bytes(b"x")
+            state = SparseGAState(object(), should_delete, str(cache), str(glb))
+            del state
+            assert cache.exists() != should_delete and glb.exists() != should_delete
+
+    def test_set_scenegraph_options(self):
+        from mast3r.demo import set_scenegraph_options
+
+        col, winsize, cyclic, refid = set_scenegraph_options(["a"] * 9, True, 0, "logwin")
+        assert (col.visible, winsize.visible, cyclic.visible, refid.visible) == (True, True, True, False)
+        assert winsize.value == 2 and cyclic.value is True
+        col, winsize, cyclic, refid = set_scenegraph_options(["a"] * 4, False, 0, "oneref")
+        assert (col.visible, refid.visible, refid.maximum) == (False, True, 3)
+
+    def test_main_demo(self, monkeypatch, tmp_path):
+        import mast3r.demo as demo_module
+
+        served = {}
+
+        def fake_launch(demo, server_name, local_network, server_port, share=False, quiet=False, **kw):
+            served.update(demo=demo, host=server_name, port=server_port, share=share)
+            demo.session_workspaces.close()
+
+        monkeypatch.setattr(demo_module, "launch_demo", fake_launch)
+        demo_module.main_demo(str(tmp_path), object(), "cpu", 512, "127.0.0.1", 7998, silent=True,
+                              gradio_delete_cache=600)
+        assert served["demo"].title == "MASt3R Demo" and (served["port"], served["share"]) == (7998, False)
+        assert served["demo"].session_workspaces.root.parent == tmp_path
+
+
+def test_dust3r_checkpoint_refused_before_loading(tiny_pth, monkeypatch):
+    import dust3r.app.launch
+    from mast3r.demo import main
+
+    monkeypatch.setattr(dust3r.app.launch, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    args = get_args_parser().parse_args(["--weights", str(tiny_pth("dust3r_tiny_linear")), "--device", "cpu"])
+    with pytest.raises(SystemExit, match="holds a DUSt3R model"):
+        main(args)
 
 
 def test_match_two_images_and_drawing(tiny_model, data_dir):
@@ -248,3 +240,21 @@ def test_draw_matches_validates():
     assert out.shape == (14, 20, 3) and out.max() > 0
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         draw_matches(img, img, np.zeros((3, 2)), np.zeros((2, 2)))
+
+
+def test_sliders_start_from_the_alignment_defaults(tmp_path):
+    from mast3r.cloud_opt.defaults import ALIGNMENT_DEFAULTS
+    from mast3r.demo import build_demo
+
+    app = build_demo(object(), "cpu", image_size=W, tmp_dir=str(tmp_path))
+    try:
+        by_label = {}
+        for comp in app.blocks.values():
+            by_label.setdefault(getattr(comp, "label", None), []).append(getattr(comp, "value", None))
+    finally:
+        app.session_workspaces.close()
+    d = ALIGNMENT_DEFAULTS
+    assert by_label["Coarse LR"] == [d["lr1"]] and by_label["Fine LR"] == [d["lr2"]]
+    assert by_label["num_iterations"] == [d["niter1"], d["niter2"]]
+    assert by_label["OptLevel"] == [d["optim_level"]] and by_label["min_conf_thr"] == [d["min_conf_thr"]]
+    assert by_label["Matching Confidence Thr"] == [d["matching_conf_thr"]]

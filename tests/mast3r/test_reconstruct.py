@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,103 @@ def test_cli_subprocess_with_tiny_checkpoint(tiny_pth, scene_and_images, tmp_pat
     for name in ("scene.glb", "scene.ply", "cameras.json"):
         assert (out / name).stat().st_size > 0
     assert "glb:" in proc.stdout
+
+
+class TestChecksBeforeWork:
+    """Bad inputs are refused by validate_args, before the model or any image is loaded, and nothing is written."""
+
+    @pytest.fixture
+    def no_loading(self, monkeypatch):
+        import mast3r.reconstruct
+
+        monkeypatch.setattr(mast3r.reconstruct, "_load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+        monkeypatch.setattr(mast3r.reconstruct, "run_sparse_pipeline", lambda *a, **k: pytest.fail("work started"))
+
+    def _run(self, argv, capsys):
+        code = main(argv)
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    def test_dust3r_checkpoint(self, no_loading, tiny_pth, scene_and_images, tmp_path, capsys):
+        _, _, folder = scene_and_images
+        ckpt = str(tiny_pth("dust3r_tiny_linear"))
+        code, err = self._run([str(folder), "--weights", ckpt, "--out", str(tmp_path / "o"), "--device", "cpu"],
+                              capsys)
+        assert code == 2 and len(err) == 1 and "holds a DUSt3R model" in err[0] and "dust3r_tiny_linear" in err[0]
+        assert not (tmp_path / "o").exists()
+
+    def test_scene_graph_and_out_and_device_each_one_line(self, no_loading, tiny_pth, scene_and_images, tmp_path,
+                                                          capsys):
+        _, _, folder = scene_and_images
+        code, err = self._run([str(folder), "--weights", str(tiny_pth("mast3r_tiny_a")), "--out", "/proc/x",
+                               "--scene-graph", "swin-abc", "--device", "cpu"], capsys)
+        assert code == 2 and len(err) == 2
+        assert err[0].startswith("error: unknown scene graph 'swin-abc'")
+        assert err[1].startswith("error: ") and "/proc/x" in err[1]
+
+    def test_existing_result_needs_overwrite(self, no_loading, scene_and_images, tmp_path, capsys):
+        _, _, folder = scene_and_images
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / "scene.glb").write_bytes(b"old")
+        code, err = self._run([str(folder), "--out", str(out), "--device", "cpu"], capsys)
+        assert code == 2 and "not empty" in err[-1] and "--overwrite" in err[-1]
+        assert (out / "scene.glb").read_bytes() == b"old"
+
+    def test_out_holding_the_inputs_is_refused(self, no_loading, scene_and_images, capsys):
+        _, paths, folder = scene_and_images
+        code, err = self._run([paths[0], paths[1], "--out", str(folder), "--overwrite", "--device", "cpu"], capsys)
+        assert code == 2 and str(folder) in err[-1]
+
+
+class TestOutputOwnedByTheRun:
+    def test_overwrite_replaces_the_folder_whole(self, scene_and_images, tmp_path, capsys):
+        from dust3r.utils.synthetic import OracleModel
+
+        scene, _, folder = scene_and_images
+        out = tmp_path / "out"
+        out.mkdir()
+        for name in ("scene.glb", "colmap.zip", "notes.txt"):
+            (out / name).write_bytes(b"from an older run")
+        code = main([str(folder), "--out", str(out), "--overwrite", "--formats", "glb,cameras"] + FAST,
+                    model=OracleModel(scene))
+        assert code == 0
+        assert sorted(p.name for p in out.iterdir()) == ["cameras.json", "scene.glb"]
+        assert (out / "scene.glb").stat().st_size > 1000
+        umask = os.umask(0)
+        os.umask(umask)
+        assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+        assert f"glb: {out / 'scene.glb'}" in capsys.readouterr().out
+
+    def test_failed_export_leaves_nothing(self, scene_and_images, tmp_path, monkeypatch, capsys):
+        import mast3r.reconstruct
+        from dust3r.utils.synthetic import OracleModel
+
+        scene, _, folder = scene_and_images
+
+        def failing_export(scene, out_dir, *a, **k):
+            (Path(out_dir) / "scene.glb").write_bytes(b"half")
+            raise OSError("disk full")
+
+        monkeypatch.setattr(mast3r.reconstruct, "export_scene", failing_export)
+        out = tmp_path / "out"
+        code = main([str(folder), "--out", str(out)] + FAST, model=OracleModel(scene))
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and err == ["error: reconstruction failed: OSError: disk full"]
+        assert list(tmp_path.iterdir()) == []
+
+    def test_image_size_rounded_with_a_plain_note(self, scene_and_images, tmp_path, caplog):
+        import warnings
+
+        from dust3r.utils.synthetic import OracleModel
+
+        scene, _, folder = scene_and_images
+        argv = [str(folder), "--out", str(tmp_path / "o"), "--formats", "cameras", "--image-size", "70",
+                "--niter1", "30", "--niter2", "0", "--quiet"]
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO"):
+            warnings.simplefilter("always")
+            assert main(argv, model=OracleModel(scene)) == 0
+        assert not [w for w in caught if issubclass(w.category, UserWarning)]
+        assert any("70" in r.getMessage() and "using 64" in r.getMessage() for r in caplog.records)
+        cams = json.loads((tmp_path / "o" / "cameras.json").read_text())
+        assert len(json.dumps(cams)) > 100
