@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+
+from .scene_graph import SceneGraph, parse_scene_graph
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +44,7 @@ __all__ = ["make_pairs", "parse_scene_graph", "SceneGraph", "sel", "filter_pairs
 View = Dict[str, Any]
 Pair = Tuple[View, View]
 
-_ACCEPTED = ("'complete', 'swin', 'swin-N', 'swin-N-noncyclic', 'logwin', 'logwin-N', "
-             "'logwin-N-noncyclic', 'oneref', 'oneref-ID' (N >= 1 a window size, ID an image index)")
-_WINDOW_RE = re.compile(r"^(swin|logwin)(?:-(\d+))?(?:-(noncyclic|cyclic))?$")
-_ONEREF_RE = re.compile(r"^oneref(?:-(\d+))?$")
 _PREFILTER_RE = re.compile(r"^(seq|cyc)(\d+)$")
-_DEFAULT_WINDOW = 3
-
-
-def _bad_graph(scene_graph: Any, why: str = "") -> ValueError:
-    extra = f" ({why})" if why else ""
-    return ValueError(f"unknown scene graph {scene_graph!r}{extra}; accepted forms: {_ACCEPTED}")
 
 
 def _window_candidates(n: int, kind: str, window: int, cyclic: bool) -> Iterator[Tuple[int, int]]:
@@ -76,66 +67,6 @@ def _window_candidates(n: int, kind: str, window: int, cyclic: bool) -> Iterator
             if kind == "logwin" and j == i:
                 continue
             yield (min(i, j), max(i, j))
-
-
-@dataclass(frozen=True)
-class SceneGraph:
-    """A parsed scene-graph string (see the module docstring for the forms).
-
-    Attributes:
-        kind: ``'complete'``, ``'swin'``, ``'logwin'`` or ``'oneref'``.
-        window: window size N of ``swin`` / ``logwin`` (None otherwise).
-        cyclic: whether a ``swin`` / ``logwin`` window wraps around the sequence.
-        ref: reference image of ``oneref`` (None otherwise).
-    """
-
-    kind: str
-    window: Optional[int] = None
-    cyclic: bool = True
-    ref: Optional[int] = None
-
-
-def parse_scene_graph(scene_graph: Any, n_images: Optional[int] = None) -> SceneGraph:
-    """Parse a scene-graph string as :func:`make_pairs` reads it, without building any pair.
-
-    Front ends call it to refuse a bad string before loading a model or images.
-
-    Args:
-        scene_graph: e.g. ``'complete'``, ``'swin-2-noncyclic'``, ``'logwin'``, ``'oneref-3'``.
-        n_images: number of images, when known: an ``oneref`` index must be below it.
-
-    Returns:
-        the :class:`SceneGraph`.
-
-    Raises:
-        ValueError: not a string, unknown form, window < 1, ``oneref`` index out of range (the message quotes
-            the string and lists the accepted forms).
-        NotImplementedError: ``retrieval`` graphs.
-    """
-    if not isinstance(scene_graph, str):
-        raise _bad_graph(scene_graph, f"expected a string, got {type(scene_graph).__name__}")
-    if scene_graph == "complete":
-        return SceneGraph("complete")
-    match = _WINDOW_RE.match(scene_graph)
-    if match:
-        kind, win, cyc = match.groups()
-        window = int(win) if win is not None else _DEFAULT_WINDOW
-        if window < 1:
-            raise _bad_graph(scene_graph, "the window size must be at least 1")
-        return SceneGraph(kind, window=window, cyclic=cyc != "noncyclic")
-    match = _ONEREF_RE.match(scene_graph)
-    if match:
-        ref = int(match.group(1)) if match.group(1) is not None else 0
-        if n_images is not None and ref >= n_images:
-            raise ValueError(f"scene graph {scene_graph!r}: reference image {ref} is out of range "
-                             f"for {n_images} image(s)")
-        return SceneGraph("oneref", ref=ref)
-    if scene_graph.startswith("retrieval"):
-        raise NotImplementedError(
-            f"scene graph {scene_graph!r}: retrieval-based pairing needs MASt3R's image-retrieval "
-            "model, which is not available in this reimplementation; use 'complete', 'swin-N', "
-            "'logwin-N' or 'oneref-ID' instead")
-    raise _bad_graph(scene_graph)
 
 
 def _graph_edges(scene_graph: str, n: int) -> List[Tuple[int, int]]:

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 _TO_DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "F_matrix", "corres")
 
 
-class NonFiniteOutputError(FloatingPointError):
+class NonFiniteOutputError(FloatingPointError, ValueError):
     """A prediction holds NaN or infinity; the message names the pair(s) and their images."""
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 from typing import Iterable, Optional, Tuple, Union
 
@@ -112,12 +111,6 @@ def check_output_dir(path: Union[str, "os.PathLike[str]"], overwrite: bool = Fal
 # ----------------------------------------------------------------------------------------------------------------
 # scene graph
 # ----------------------------------------------------------------------------------------------------------------
-_ACCEPTED = "complete, swin[-N][-noncyclic], logwin[-N][-noncyclic], oneref[-ID]"
-_WINDOW = re.compile(r"(swin|logwin)(?:-(\d+))?(?:-(noncyclic|cyclic))?")
-_ONEREF = re.compile(r"oneref(?:-(\d+))?")
-_RETRIEVAL = re.compile(r"retrieval-(\d+)(?:-(\d+))?")
-
-
 def check_scene_graph(text: str, n_images: int) -> str:
     """Check a :func:`dust3r.image_pairs.make_pairs` scene-graph string for ``n_images`` images; returns it stripped.
 
@@ -128,29 +121,19 @@ def check_scene_graph(text: str, n_images: int) -> str:
     Raises:
         InputError: anything else (the message quotes the string and lists the accepted forms).
     """
+    from dust3r.scene_graph import parse_scene_graph  # torch-free: the one grammar of make_pairs
+
     if not isinstance(text, str):
         raise InputError(f"scene graph must be a string, got {type(text).__name__}")
     graph = text.strip()
-    match = _WINDOW.fullmatch(graph)
-    if match:
-        window = int(match.group(2)) if match.group(2) is not None else 3
-        if not 1 <= window <= MAX_WINDOW:
-            raise InputError(f"scene graph {text!r}: the window size must be between 1 and {MAX_WINDOW}, got {window}")
-        return graph
-    match = _ONEREF.fullmatch(graph)
-    if match:
-        ref = int(match.group(1)) if match.group(1) is not None else 0
-        if ref >= n_images:
-            raise InputError(f"scene graph {text!r}: reference image {ref} is out of range for {n_images} image(s) "
-                             f"(0 to {n_images - 1})")
-        return graph
-    if graph == "complete":
-        return graph
-    if _RETRIEVAL.fullmatch(graph):
-        raise InputError(f"scene graph {text!r}: retrieval-based pairing needs MASt3R's image-retrieval model, "
-                         f"which this reimplementation does not provide; use one of {_ACCEPTED}")
-    raise InputError(f"unknown scene graph {text!r}; accepted forms: {_ACCEPTED} (N a window size >= 1, ID an "
-                     "image index)")
+    try:
+        parsed = parse_scene_graph(graph, n_images)
+    except (ValueError, NotImplementedError) as exc:
+        raise InputError(str(exc)) from None
+    if parsed.window is not None and parsed.window > MAX_WINDOW:
+        raise InputError(f"scene graph {text!r}: the window size must be between 1 and {MAX_WINDOW}, "
+                         f"got {parsed.window}")
+    return graph
 
 
 # ----------------------------------------------------------------------------------------------------------------

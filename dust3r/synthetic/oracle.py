@@ -156,11 +156,11 @@ class OracleModel(torch.nn.Module):
 
         cam2world = np.asarray(scene.cam2world, dtype=np.float64)
         self.frequencies = self._frequencies(pts_world, cam2world, np.asarray(scene.K, dtype=np.float64))
-        from dust3r.utils.image import _normalise
+        from dust3r.utils.image import ImgNorm
 
         import PIL.Image
 
-        imgs = torch.cat([_normalise(PIL.Image.fromarray(np.asarray(im, dtype=np.uint8))) for im in scene.images])
+        imgs = torch.stack([ImgNorm(PIL.Image.fromarray(np.asarray(im, dtype=np.uint8))) for im in scene.images])
         self.register_buffer("images", imgs, persistent=False)  # (N, 3, H, W) in [-1, 1]
         self.register_buffer("world2cam", torch.from_numpy(np.linalg.inv(cam2world)), persistent=False)
         # per-resolution ground truth: {(h, w): world points (N, h, w, 3) float64}; the render size is exact

@@ -182,7 +182,7 @@ class SyntheticScene:
             ``instance`` (``str(idx)``), identity resize metadata (``orig_shape`` = ``resized_shape`` = [[H, W]],
             ``crop_offset`` [[0, 0]], ``resize_scale`` [[1, 1]]), ``filepath`` None.
         """
-        from dust3r.utils.image import _normalise  # the exact normalisation of load_images
+        from dust3r.utils.image import ImgNorm  # the exact normalisation of load_images
 
         import PIL.Image
 
@@ -191,7 +191,7 @@ class SyntheticScene:
         out = []
         for k, i in enumerate(indices):
             out.append({
-                "img": _normalise(PIL.Image.fromarray(self.images[i])),
+                "img": ImgNorm(PIL.Image.fromarray(self.images[i]))[None],
                 "true_shape": np.array([[H, W]], dtype=np.int32),
                 "idx": k,
                 "instance": str(k),

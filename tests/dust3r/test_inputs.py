@@ -253,7 +253,7 @@ class TestCheckSceneGraph:
             make_pairs([{"idx": i} for i in range(4)], scene_graph=graph)
 
     def test_messages(self):
-        with pytest.raises(InputError, match="unknown scene graph 'swin-abc'; accepted forms: complete"):
+        with pytest.raises(InputError, match="unknown scene graph 'swin-abc'; accepted forms: 'complete', 'swin'"):
             check_scene_graph("swin-abc", 3)
         with pytest.raises(InputError, match="reference image 7 is out of range for 3 image"):
             check_scene_graph("oneref-7", 3)

@@ -244,7 +244,6 @@ class TestErrors:
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     d1, d2 = _fixture_descs("mast3r_tiny_a")
     expected = np.load(DATA / "matching" / "mast3r_tiny_a.npz")
