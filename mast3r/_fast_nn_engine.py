@@ -145,6 +145,10 @@ def _ieee_fp32_matmul() -> bool:
             and getattr(mkldnn_matmul, "fp32_precision", "none") in ("none", "ieee"))
 
 
+#: smallest tile (rows x keys) scored through oneDNN; smaller ones (e.g. 64x48 maps) are faster through torch.mm
+_ONEDNN_MIN_TILE = 1 << 18
+
+
 class _TileScorer:
     """Score tiles ``q @ keys[k0:k1].T`` for the screening, through oneDNN on CPU float32 when usable.
 
@@ -163,7 +167,9 @@ class _TileScorer:
     def __call__(self, q: torch.Tensor, k0: int, k1: int) -> torch.Tensor:
         """(rows, k1 - k0) scores of the contiguous (rows, E) queries ``q`` against keys ``k0:k1``."""
         if self._linear is not None:
-            return self._linear(q, self.keys[k0:k1])
+            if q.shape[0] * (k1 - k0) >= _ONEDNN_MIN_TILE:
+                return self._linear(q, self.keys[k0:k1])
+            return torch.mm(q, self.keys_t[:, k0:k1])  # small tiles: oneDNN's per-call cost outweighs its speed
         return torch.mm(q, self.keys_t[:, k0:k1], out=self._buf[: q.shape[0], : k1 - k0])
 
 

@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from dust3r.inference import inference
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +158,6 @@ def _row(x: Any, k: int) -> torch.Tensor:
     return item
 
 
-def _check_finite(tensors: Dict[str, torch.Tensor], pair_name: str) -> None:
-    bad = [name for name, t in tensors.items() if not torch.isfinite(t).all()]
-    if bad:
-        raise ValueError(f"the model returned non-finite values (NaN/inf) in {', '.join(bad)} for the image pair "
-                         f"{pair_name}; check the input images and the checkpoint")
-
-
 def run_symmetric_forward(model: Any, pairs: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]], device: Any,
                           desc_conf: str = "desc_conf", names: Optional[Sequence[str]] = None,
                           batch_pairs: int = 4) -> Iterator[Tuple[PairForward, PairDescriptors]]:
@@ -176,9 +168,12 @@ def run_symmetric_forward(model: Any, pairs: Sequence[Tuple[Dict[str, Any], Dict
     without the split encoder/decoder API), so any model with MASt3R's forward interface works.
 
     Raises:
-        ValueError: the model gives no descriptors, or non-finite values (naming the pair).
+        ValueError: the model gives no descriptors.
+        dust3r.inference.NonFiniteOutputError: non-finite predictions (naming the pair and its images).
     """
-    names = list(names) if names is not None else [f"({p[0].get('instance')}, {p[1].get('instance')})" for p in pairs]
+    from dust3r.inference import inference  # imported on use: it brings in the model stack
+
+    del names  # kept for callers: inference() itself names a pair whose prediction is non-finite
     for start in range(0, len(pairs), batch_pairs):
         chunk = pairs[start:start + batch_pairs]
         directed = [d for vi, vj in chunk for d in ((vi, vj), (vj, vi))]
@@ -200,8 +195,4 @@ def run_symmetric_forward(model: Any, pairs: Sequence[Tuple[Dict[str, Any], Dict
                 D21=_row(pred2["desc"], a), Q21=_row(pred2[desc_conf], a),
                 D22=_row(pred1["desc"], b), Q22=_row(pred1[desc_conf], b),
                 D12=_row(pred2["desc"], b), Q12=_row(pred2[desc_conf], b))
-            pair_name = names[start + k]
-            _check_finite(fwd.as_dict(), pair_name)
-            _check_finite({name: getattr(desc, name) for name in ("D11", "D21", "D22", "D12",
-                                                                   "Q11", "Q21", "Q22", "Q12")}, pair_name)
             yield fwd, desc

@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
-from dust3r.model import true_shape_of, upcast
 
 from .correspondences import extract_correspondences, pair_scores
 from .forward_cache import PairDescriptors, PairForward
@@ -42,6 +41,8 @@ def hash_md5(text: str) -> str:
 
 
 def _true_shape(view: _View, device) -> torch.Tensor:
+    from dust3r.model import true_shape_of  # imported on use: it brings in the model stack
+
     return true_shape_of(view).to(device)
 
 
@@ -61,6 +62,8 @@ def symmetric_inference(model, img1: _View, img2: _View, device) -> Tuple[dict, 
         batch dimension of 1: ``pts3d`` (1, H, W, 3) (``res21['pts3d']`` is image 2 in camera 1's frame),
         ``conf`` (1, H, W) and, for MASt3R, ``desc`` (1, H, W, D) and ``desc_conf`` (1, H, W).
     """
+    from dust3r.model import upcast  # imported on use: it brings in the model stack
+
     shape1, shape2 = _true_shape(img1, device), _true_shape(img2, device)
     x1, x2 = img1["img"].to(device, non_blocking=True), img2["img"].to(device, non_blocking=True)
     if not _split_forward(model):  # any model with the public two-view forward
