@@ -21,7 +21,6 @@ ENTRIES = [(entry[0].split("::")[0], entry[0].split("::")[1], int(entry[1])) for
 
 #: package prefixes that do not exist yet -> the issue that adds them
 EXPECTED_MISSING = {
-    "croco.utils.misc": "issue 12 (training: the original's training helpers)",
     "dust3r.datasets": "issue 12 (training: datasets)",
     "dust3r.losses": "issue 12 (training: losses)",
     "dust3r.training": "issue 12 (training: train.py)",

@@ -16,7 +16,12 @@ from __future__ import annotations
 import math
 from typing import Callable, Dict, Union
 
-__all__ = ["Schedule", "SCHEDULES", "register_schedule", "get_schedule", "linear_schedule", "cosine_schedule"]
+# the training schedule (warm-up + half cosine, by epoch): defined in croco, where the original's
+# ``adjust_learning_rate`` lives, and re-exported here as dust3r's schedule home
+from croco.utils.misc import cosine_warmup_lr
+
+__all__ = ["Schedule", "SCHEDULES", "register_schedule", "get_schedule", "linear_schedule", "cosine_schedule",
+           "cosine_warmup_lr"]
 
 #: ``schedule(t, lr_start, lr_end) -> lr``
 Schedule = Callable[..., float]
