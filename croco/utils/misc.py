@@ -27,8 +27,8 @@ import json
 import logging
 import math
 import os
+import uuid
 import pickle
-import tempfile
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -312,8 +312,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     failure and the previous ``path`` stays intact."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    # a unique name that ``write`` creates itself, so the file mode follows the umask (mkstemp would give 0600)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb") as f:

@@ -336,3 +336,20 @@ def test_two_process_gloo_all_reduce_mean(tmp_path):
     for r, res in enumerate(results):
         assert res == {"backend": "gloo", "world": 2, "rank": r, "mean": 1.5, "count": 2, "total": 30.0}
     assert time.time() - t0 < 60
+
+
+def test_atomic_write_mode_follows_umask(tmp_path):
+    """The file written by atomic_write (checkpoints, HF folders) gets the umask's mode, not mkstemp's 0600."""
+    import os
+
+    from croco.utils.misc import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "ckpt.pth"
+        atomic_write(target, lambda tmp: open(tmp, "wb").write(b"x"))
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"x"
+    assert (target.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]  # no temporary left behind

@@ -9,10 +9,12 @@ import argparse
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from croco.utils.misc import atomic_write  # noqa: F401  (the one atomic file write; re-exported)
 
 from .errors import CheckpointError, CheckpointNotFoundError, UnsafeCheckpointError
 
@@ -158,16 +160,3 @@ def save_checkpoint_file(state_dict: Mapping[str, torch.Tensor], constructor: st
     """Write an official-format ``.pth``: ``{'model': state_dict, 'args': argparse.Namespace(model=constructor)}``."""
     sd = _as_state_dict(state_dict, "save_checkpoint_file")
     atomic_write(path, lambda tmp: torch.save({"model": sd, "args": argparse.Namespace(model=constructor)}, tmp))
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` into a temporary name beside ``path``, then rename it over ``path`` (readers never see a
-    half-written file; the temporary is removed on failure)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
