@@ -7,19 +7,23 @@ camera-1 frame, high confidences, and descriptors that identify 3D points, so th
 tested end to end against known answers, without weights. Noise, per-pair scale (DUSt3R-like) and low
 descriptor confidence on non-covisible pixels are options.
 
-Testing your own pipeline (here the MASt3R sparse alignment; put yours in its place)::
+Testing your own pipeline (here DUSt3R's dense global alignment; put yours in its place — the same model also
+drives MASt3R's sparse alignment and matching, which take any model with this forward interface)::
 
+    from dust3r.cloud_opt import GlobalAlignerMode, global_aligner
     from dust3r.image_pairs import make_pairs
+    from dust3r.inference import inference
     from dust3r.synthetic import OracleModel, make_scene
     from dust3r.utils.pose_metrics import pose_errors
-    from mast3r.cloud_opt.sparse_ga import sparse_global_alignment
 
     scene = make_scene(n_views=3, height=96, width=128, seed=0)
     model = OracleModel(scene)                     # use it wherever an AsymmetricMASt3R goes
     views = scene.views()                          # or load_images(scene.save_images(folder), size=128)
     pairs = make_pairs(views, scene_graph="complete", symmetrize=True)
-    res = sparse_global_alignment([v["instance"] for v in views], pairs, cache_dir, model)
-    err = pose_errors(res.get_im_poses(), scene.cam2world)
+    output = inference(pairs, model, "cpu", batch_size=1, verbose=False)
+    aligner = global_aligner(output, "cpu", mode=GlobalAlignerMode.PointCloudOptimizer, verbose=False)
+    aligner.compute_global_alignment(init="mst", niter=300, schedule="cosine", lr=0.01)
+    err = pose_errors(aligner.get_im_poses().detach(), scene.cam2world)
     assert err["rot_deg"] < 0.5                    # exact inputs: any error is the pipeline's own
 
 Load the saved PNGs with ``load_images(paths, size=W)`` (W and H multiples of 16, W >= H) so that they are not
