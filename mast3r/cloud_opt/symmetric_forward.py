@@ -24,9 +24,11 @@ from typing import Any, Dict, Sequence, Tuple
 import torch
 from tqdm.auto import tqdm
 
+from croco.utils.misc import atomic_write
+
 
 from .correspondences import extract_correspondences, pair_scores
-from .forward_cache import PairDescriptors, PairForward
+from .forward_cache import PairDescriptors, PairForward, _row
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +42,19 @@ def hash_md5(text: str) -> str:
     return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
-def _true_shape(view: _View, device) -> torch.Tensor:
-    from dust3r.model import true_shape_of  # imported on use: it brings in the model stack
+def _both_directions(model, img1: _View, img2: _View, device) -> Tuple[dict, dict, dict, dict]:
+    """``(res11, res21, res22, res12)`` on CPU through :func:`dust3r.inference.inference` (each image encoded once,
+    any model with the two-view forward), each entry with a batch dimension of 1."""
+    from dust3r.inference import inference  # imported on use: it brings in the model stack
 
-    return true_shape_of(view).to(device)
+    out = inference([(img1, img2), (img2, img1)], model, device, batch_size=2, verbose=False)
+    pred1, pred2 = out["pred1"], dict(out["pred2"])
+    pred2["pts3d"] = pred2.pop("pts3d_in_other_view")  # the head's own name: view 2 in camera 1's frame
 
+    def row(pred: dict, k: int) -> dict:
+        return {key: _row(value, k)[None] for key, value in pred.items()}
 
-def _split_forward(model) -> bool:
-    return all(hasattr(model, name) for name in ("_encode_image_pairs", "_decoder", "_downstream_head"))
+    return row(pred1, 0), row(pred2, 0), row(pred1, 1), row(pred2, 1)
 
 
 def symmetric_inference(model, img1: _View, img2: _View, device) -> Tuple[dict, dict, dict, dict]:
@@ -56,45 +63,19 @@ def symmetric_inference(model, img1: _View, img2: _View, device) -> Tuple[dict, 
     Args:
         model: a MASt3R model (or any model with its ``forward(view1, view2)`` interface).
         img1, img2: views of :func:`dust3r.utils.image.load_images`: ``img`` (1, 3, H, W), ``true_shape`` (1, 2).
-        device: where to run.
+        device: where to run (the outputs are returned there).
     Returns:
         ``(res11, res21, res22, res12)``: head outputs of pair (1, 2) then of pair (2, 1), each a dict with a
         batch dimension of 1: ``pts3d`` (1, H, W, 3) (``res21['pts3d']`` is image 2 in camera 1's frame),
         ``conf`` (1, H, W) and, for MASt3R, ``desc`` (1, H, W, D) and ``desc_conf`` (1, H, W).
     """
-    from dust3r.model import upcast  # imported on use: it brings in the model stack
-
-    shape1, shape2 = _true_shape(img1, device), _true_shape(img2, device)
-    x1, x2 = img1["img"].to(device, non_blocking=True), img2["img"].to(device, non_blocking=True)
-    if not _split_forward(model):  # any model with the public two-view forward
-        def run(va, vb):
-            res_a, res_b = model(va, vb)
-            res_b = dict(res_b)
-            res_b["pts3d"] = res_b.pop("pts3d_in_other_view")
-            return dict(res_a), res_b
-        v1 = {**img1, "img": x1, "true_shape": shape1}
-        v2 = {**img2, "img": x2, "true_shape": shape2}
-        return (*run(v1, v2), *run(v2, v1))
-
-    feat1, feat2, pos1, pos2 = model._encode_image_pairs(x1, x2, shape1, shape2)
-
-    def decode(fa, fb, pa, pb, sa, sb):
-        dec_a, dec_b = model._decoder(fa, pa, fb, pb)
-        with torch.autocast(device_type=fa.device.type, enabled=False):
-            res_a = model._downstream_head(1, [upcast(tok) for tok in dec_a], sa)
-            res_b = model._downstream_head(2, [upcast(tok) for tok in dec_b], sb)
-        return res_a, res_b
-
-    res11, res21 = decode(feat1, feat2, pos1, pos2, shape1, shape2)
-    res22, res12 = decode(feat2, feat1, pos2, pos1, shape2, shape1)
-    return res11, res21, res22, res12
+    results = _both_directions(model, img1, img2, device)
+    return tuple({key: value.to(device) for key, value in res.items()} for res in results)
 
 
 def _save(obj: Any, path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _cpu(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -139,7 +120,7 @@ def forward_mast3r(pairs: Sequence[Tuple[_View, _View]], model, cache_path: str,
         if not all(os.path.isfile(p) for p in (path1, path2, path_corres)):
             if model is None:
                 continue
-            res11, res21, res22, res12 = symmetric_inference(model, img1, img2, device=device)
+            res11, res21, res22, res12 = _both_directions(model, img1, img2, device)
             X11, X21, X22, X12 = (r["pts3d"][0] for r in (res11, res21, res22, res12))
             C11, C21, C22, C12 = (r["conf"][0] for r in (res11, res21, res22, res12))
             _save(_cpu(X11, C11, X21, C21), path1)
