@@ -5,11 +5,10 @@ import argparse
 import logging
 import os
 import socket
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from dust3r.inputs import InputError, check_image_size, check_output_dir
+from dust3r.inputs import InputError, check_image_size, check_writable_dir
 from dust3r.reconstruction import UserInputError
 from dust3r.utils.views import model_patch_size
 
@@ -111,22 +110,10 @@ def validate_demo_args(args: argparse.Namespace, expected_classes: Sequence[str]
     source = None if model is not None else check_weights(args.weights, args.model_name, expected_classes)
     device = check_device(args.device)
     image_size = check_image_size(args.image_size, model_patch_size(model), "--image_size")
-    tmp_dir = _check_tmp_dir(args.tmp_dir) if args.tmp_dir else None
+    tmp_dir = check_writable_dir(args.tmp_dir, "--tmp_dir") if args.tmp_dir else None
     if args.max_images < 1:
         raise InputError(f"--max_images must be at least 1, got {args.max_images}")
     return DemoInputs(source, device, image_size, tmp_dir)
-
-
-def _check_tmp_dir(path: str) -> str:
-    """``--tmp_dir`` absolute: an existing folder this process can write into, or one it can create."""
-    full = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isdir(full):
-        return check_output_dir(full, what="--tmp_dir")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=full))
-    except OSError as exc:
-        raise InputError(f"--tmp_dir {path!r} is not writable ({exc.strerror or exc})") from None
-    return full
 
 
 def serve(args: argparse.Namespace, build_demo: Callable[..., Any], checked: DemoInputs, model: Any = None,
