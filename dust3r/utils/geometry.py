@@ -134,10 +134,13 @@ def depthmap_to_camera_coordinates(depthmap: np.ndarray, camera_intrinsics: np.n
 
 
 def depthmap_to_absolute_camera_coordinates(depthmap, camera_intrinsics, camera_pose=None, **kw):
-    """World pointmap (H, W, 3) of a depth map given K and a 4x4 (or 3x4) cam2world pose, and the valid mask."""
+    """World pointmap (H, W, 3) of a depth map (H, W) given K (3, 3) and a 4x4 (or 3x4) cam2world pose, and the
+    valid mask (depth > 0). The points take the pose's dtype (a float64 pose gives float64 points); the rotation
+    is applied with ``einsum``, whose rounding the training fixtures pin."""
     pts, valid = depthmap_to_camera_coordinates(depthmap, camera_intrinsics)
     if camera_pose is not None:
-        pts = pts @ np.asarray(camera_pose)[:3, :3].T + np.asarray(camera_pose)[:3, 3]
+        pose = np.asarray(camera_pose)
+        pts = np.einsum("ik,vuk->vui", pose[:3, :3], pts) + pose[None, None, :3, 3]
     return pts, valid
 
 

@@ -1,0 +1,1 @@
+"""MASt3R dataset utilities: ground-truth correspondences and homography crops (:mod:`.cropping`)."""
