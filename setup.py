@@ -38,7 +38,8 @@ setup(
     name="mast3r",
     version="0.1.0",
     description="Checkpoint-compatible reimplementation of MASt3R / DUSt3R / CroCo",
-    packages=find_packages(include=["croco", "croco.*", "dust3r", "dust3r.*", "mast3r", "mast3r.*"]),
+    packages=find_packages(include=["croco", "croco.*", "dust3r", "dust3r.*", "dust3r_visloc", "dust3r_visloc.*",
+                                    "mast3r", "mast3r.*", "datasets_preprocess"]),
     package_data={"croco.models.curope": ["*.cpp", "*.cu"]},
     python_requires=">=3.9",
     install_requires=[
@@ -54,6 +55,9 @@ setup(
     extras_require={
         "demo": ["gradio", "matplotlib", "trimesh"],
         "heif": ["pillow-heif"],
+        "train": ["tensorboard", "openexr", "h5py"],
+        "retrieval": ["asmk", "faiss-cpu"],
+        "visloc": ["poselib", "pycolmap", "opencv-python-headless", "kapture"],
         "test": ["pytest", "matplotlib", "trimesh"],
     },
     entry_points={

@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 
 import huggingface_hub
 import torch
+import torch.utils.checkpoint
 
 from croco.models.croco import CroCoNet
 
@@ -49,6 +50,11 @@ def true_shape_of(view: dict) -> torch.Tensor:
     if shape is None:
         return torch.tensor(img.shape[-2:], device=img.device)[None].repeat(img.shape[0], 1)
     return torch.as_tensor(shape, device=img.device).reshape(img.shape[0], 2)
+
+
+def _cross_pair(blk1, blk2, f1, f2, pos1, pos2):
+    """One step of the two decoders: each view's block cross-attends to the other view's previous tokens."""
+    return blk1(f1, f2, pos1, pos2)[0], blk2(f2, f1, pos2, pos1)[0]
 
 
 @register_model
@@ -159,12 +165,27 @@ class AsymmetricCroCo3DStereo(
         self.head1 = transpose_to_landscape(self.downstream_head1, activate=landscape_only)
         self.head2 = transpose_to_landscape(self.downstream_head2, activate=landscape_only)
 
+    # ---- gradient checkpointing (training) ----
+    #: recompute each encoder / decoder block's activations in the backward pass instead of keeping them
+    gradient_checkpointing: bool = False
+
+    def set_gradient_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory in training: with autograd on, each encoder block and each pair of decoder
+        blocks keeps only its input and recomputes its activations during ``backward`` (about one extra forward of
+        the transformer per step). No effect on outputs, on inference or under ``torch.no_grad``."""
+        self.gradient_checkpointing = bool(enable)
+
+    def _run_block(self, fn, *args):
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
     # ---- forward pieces ----
     def _encode_image(self, image: torch.Tensor, true_shape: torch.Tensor):
         """image (B, 3, H, W), true_shape (B, 2) -> tokens (B, N, enc_dim), positions (B, N, 2), None."""
         x, pos = self.patch_embed(image, true_shape=true_shape)
         for blk in self.enc_blocks:
-            x = blk(x, pos)
+            x = self._run_block(blk, x, pos)
         return self.enc_norm(x), pos, None
 
     def _encode_image_pairs(self, img1, img2, true_shape1, true_shape2):
@@ -203,7 +224,7 @@ class AsymmetricCroCo3DStereo(
         outs2: List[torch.Tensor] = [f2]
         f1, f2 = self.decoder_embed(f1), self.decoder_embed(f2)
         for blk1, blk2 in zip(self.dec_blocks, self.dec_blocks2):
-            f1, f2 = blk1(f1, f2, pos1, pos2)[0], blk2(f2, f1, pos2, pos1)[0]
+            f1, f2 = self._run_block(_cross_pair, blk1, blk2, f1, f2, pos1, pos2)
             outs1.append(f1)
             outs2.append(f2)
         outs1[-1] = self.dec_norm(outs1[-1])

@@ -1,4 +1,4 @@
-"""Layers point one way: croco <- dust3r <- mast3r. No upward import (not even inside a function), no import cycle,
+"""Layers point one way: croco <- dust3r <- dust3r_visloc <- mast3r. No upward import (not even inside a function), no import cycle,
 and DUSt3R works with MASt3R's code absent."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Dict, List, Set
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("croco", "dust3r", "mast3r")  # each may import only itself and the packages before it
+LAYERS = ("croco", "dust3r", "dust3r_visloc", "mast3r")  # each may import only itself and the packages before it
 
 
 def _module_name(path: Path) -> str:

@@ -516,7 +516,8 @@ def imread_cv2(path: Union[str, "os.PathLike[str]"], options: Optional[int] = No
 
     Args:
         path: image file. ``.exr`` files are read with ``cv2.IMREAD_ANYDEPTH`` by default (float depth
-            maps); reading one sets ``OPENCV_IO_ENABLE_OPENEXR=1`` in the environment unless it is set.
+            maps); reading one sets ``OPENCV_IO_ENABLE_OPENEXR=1`` in the environment unless it is set. Where
+            OpenCV is built without OpenEXR, :func:`dust3r.utils.exr.read_exr` reads it (``openexr`` package).
         options: ``cv2.imread`` flags (default ``cv2.IMREAD_COLOR``, e.g. ``cv2.IMREAD_UNCHANGED`` for a
             16-bit depth PNG).
 
@@ -532,6 +533,9 @@ def imread_cv2(path: Union[str, "os.PathLike[str]"], options: Optional[int] = No
         raise FileNotFoundError(f"image file not found: {path!r}")
     is_exr = path.lower().endswith(".exr")
     if is_exr:
+        from .exr import _cv2_has_openexr, read_exr
+        if not _cv2_has_openexr():  # an OpenCV wheel without OpenEXR: the openexr package reads it
+            return read_exr(path)
         os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")  # read by OpenCV when it first decodes an EXR
     import cv2
 

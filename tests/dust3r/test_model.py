@@ -190,3 +190,33 @@ def test_image_size_errors(tiny_model):
     with pytest.raises(ValueError, match="multiple of the patch size"):
         with torch.no_grad():
             model(bad, bad)
+
+
+def test_gradient_checkpointing_same_outputs_and_gradients(tiny_model):
+    """Recomputing block activations in backward changes neither the outputs nor any parameter gradient."""
+    model = tiny_model("mast3r_tiny_a")
+    model.train()
+    pairs, _ = fixture_pairs("mast3r_tiny_a")
+    view1, view2 = (_torch_view(v) for v in pairs[1])
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out1, out2 = model(view1, view2)
+        loss = out1["pts3d"].square().mean() + out2["desc"].mul(out2["conf"][..., None]).mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref_loss, ref_grads = run()
+    model.set_gradient_checkpointing(True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        loss, grads = run()
+    model.set_gradient_checkpointing(False)
+    assert torch.equal(loss, ref_loss)
+    assert grads.keys() == ref_grads.keys() and any("enc_blocks" in n for n in grads)
+    for name in grads:
+        assert torch.allclose(grads[name], ref_grads[name], rtol=1e-5, atol=1e-7), name
+    saved_ref = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved_ref.append(t.numel()) or t, lambda t: t):
+        run()
+    assert sum(saved) < sum(saved_ref)  # fewer activations kept for backward
