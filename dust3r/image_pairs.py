@@ -23,8 +23,13 @@ pairs keep the original's order).
 ``prefilter`` (``'seqN'`` / ``'cycN'``) then keeps only the pairs whose ``idx`` differ by at most
 ``N`` (cyclically for ``cyc``, with the number of images taken as ``max(idx) + 1``).
 
-``retrieval-Na-k`` graphs need the image-retrieval model of MASt3R, which this reimplementation
-does not provide: they raise :class:`NotImplementedError`.
+``retrieval[-Na[-k]]`` builds the graph from ``sim_mat``, an (N, N) image-similarity matrix (row i: image i as
+the query; e.g. the ASMK scores of an image-retrieval model), see :func:`retrieval_edges`: ``Na`` key images chosen
+by farthest point sampling on ``1 - sim_mat`` (deterministic start), all pairs of key images, every other image
+with its *most similar* key image, and every image with its ``k`` most similar *other* images; each undirected edge
+once. The original's version differs in three ways, all fixed here: its first key image is drawn from the global
+NumPy RNG, its k nearest images include the image itself (``k = 1`` adds nothing), and it can emit an edge in both
+directions.
 """
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ from .scene_graph import SceneGraph, parse_scene_graph
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["make_pairs", "parse_scene_graph", "SceneGraph", "sel", "filter_pairs_seq", "filter_edges_seq"]
+__all__ = ["make_pairs", "parse_scene_graph", "SceneGraph", "sel", "filter_pairs_seq", "filter_edges_seq",
+           "farthest_point_sampling", "retrieval_edges", "similarity_matrix"]
 
 View = Dict[str, Any]
 Pair = Tuple[View, View]
@@ -69,9 +75,116 @@ def _window_candidates(n: int, kind: str, window: int, cyclic: bool) -> Iterator
             yield (min(i, j), max(i, j))
 
 
-def _graph_edges(scene_graph: str, n: int) -> List[Tuple[int, int]]:
+def similarity_matrix(sim_mat: Any, n: int) -> np.ndarray:
+    """``sim_mat`` (array or tensor) checked to be a finite (n, n) matrix; returned as float64 numpy.
+
+    Raises:
+        ValueError: wrong shape, non-finite values.
+    """
+    if isinstance(sim_mat, torch.Tensor):
+        sim_mat = sim_mat.detach().cpu().numpy()
+    sim = np.asarray(sim_mat, dtype=np.float64)
+    if sim.shape != (n, n):
+        raise ValueError(f"the similarity matrix must be ({n}, {n}) for {n} images, got shape {sim.shape}")
+    if not np.isfinite(sim).all():
+        raise ValueError("the similarity matrix holds NaN or infinite values")
+    return sim
+
+
+def farthest_point_sampling(dist: np.ndarray, N: Optional[int] = None, dist_thresh: Optional[float] = None,
+                            start: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Pick up to ``N`` distinct items, each the farthest from those already picked.
+
+    Args:
+        dist: (M, M) distances; row a, column b is the distance of item b to picked item a.
+        N: number of items to pick (all M when None).
+        dist_thresh: stop early once the farthest remaining item is closer than this.
+        start: first item; by default the most central one (smallest summed distance to the others, lowest index
+            on ties), so that the result is deterministic.
+
+    Returns:
+        ``(indices (K,) int64, distances (K,) float64)``: the picked items in order, and each one's distance to the
+        earlier picks (0 for the first).
+    """
+    dist = np.asarray(dist, dtype=np.float64)
+    m = dist.shape[0]
+    if dist.ndim != 2 or dist.shape[1] != m:
+        raise ValueError(f"farthest_point_sampling needs a square distance matrix, got shape {dist.shape}")
+    if N is None and dist_thresh is None:
+        raise ValueError("farthest_point_sampling needs N or dist_thresh")
+    count = m if N is None else min(int(N), m)
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    if start is None:
+        off_diagonal = dist.sum(axis=1) - np.diag(dist)
+        start = int(np.argmin(off_diagonal))
+    picked, gaps = [int(start)], [0.0]
+    nearest = dist[start].copy()  # distance of every item to its closest pick
+    nearest[start] = -np.inf
+    for _ in range(1, count):
+        best = int(np.argmax(nearest))
+        if not np.isfinite(nearest[best]) or (dist_thresh is not None and nearest[best] < dist_thresh):
+            break
+        picked.append(best)
+        gaps.append(float(nearest[best]))
+        nearest = np.minimum(nearest, dist[best])
+        nearest[picked] = -np.inf
+    return np.asarray(picked, dtype=np.int64), np.asarray(gaps)
+
+
+def retrieval_edges(sim_mat: Any, n_keys: int, k: int, dist_thresh: Optional[float] = None,
+                    start: Optional[int] = None) -> Tuple[List[Tuple[int, int]], np.ndarray]:
+    """Undirected edges of the ``retrieval-Na-k`` graph from an image-similarity matrix.
+
+    Args:
+        sim_mat: (N, N) similarities, row i = image i as the query (need not be symmetric); distance ``1 - sim``.
+        n_keys: number Na of key images (capped at N; 0: no key images).
+        k: each image is linked to its k most similar *other* images (capped at N - 1).
+        dist_thresh: stop the key-image sampling once the farthest image is closer than this.
+        start: first key image (see :func:`farthest_point_sampling`; default: the most central image).
+
+    Returns:
+        ``(edges, key_images)``: edges ``(i, j)`` with ``i < j``, each once, in this order: pairs of key images
+        (in sampling order), each non-key image with its most similar key image, then the k-nearest links image by
+        image (most similar first); ``key_images`` (Na,) int64.
+    """
+    n = len(sim_mat)
+    sim = similarity_matrix(sim_mat, n)
+    dist = 1.0 - sim
+    edges: Dict[Tuple[int, int], None] = {}  # insertion-ordered set
+
+    def link(i: int, j: int) -> None:
+        if i != j:
+            edges.setdefault((min(i, j), max(i, j)), None)
+
+    keys = np.zeros(0, dtype=np.int64)
+    if n_keys > 0 and n > 0:
+        keys, _ = farthest_point_sampling(dist, N=n_keys, dist_thresh=dist_thresh, start=start)
+        for a in range(len(keys)):
+            for b in range(a + 1, len(keys)):
+                link(int(keys[a]), int(keys[b]))
+        nearest_key = keys[np.argmin(dist[:, keys], axis=1)]  # the MOST similar key image of every image
+        for i in np.setdiff1d(np.arange(n), keys):
+            link(int(i), int(nearest_key[i]))
+    k = min(int(k), n - 1)
+    if k > 0:
+        others = dist.copy()
+        np.fill_diagonal(others, np.inf)
+        neighbours = np.argsort(others, axis=1, kind="stable")[:, :k]
+        for i in range(n):
+            for j in neighbours[i]:
+                link(i, int(j))
+    return list(edges), keys
+
+
+def _graph_edges(scene_graph: str, n: int, sim_mat: Any = None) -> List[Tuple[int, int]]:
     """Ordered directed edges (i, j) = (view1 index, view2 index) of a scene graph on n images."""
     graph = parse_scene_graph(scene_graph, n)
+    if graph.kind == "retrieval":
+        if sim_mat is None:
+            raise ValueError(f"scene graph {scene_graph!r} needs sim_mat, the (N, N) similarity matrix of the "
+                             "images from an image-retrieval model (MASt3R's retrieval model and its Retriever)")
+        return retrieval_edges(similarity_matrix(sim_mat, n), graph.key_images, graph.neighbours)[0]
     if graph.kind == "complete":
         return [(i, j) for i in range(n) for j in range(i)]
     if graph.kind == "oneref":
@@ -90,21 +203,21 @@ def make_pairs(imgs: Sequence[View], scene_graph: str = "complete", prefilter: O
         imgs: the N views (dicts with at least ``idx`` when ``prefilter`` is used), e.g. the
             output of :func:`dust3r.utils.image.load_images`.
         scene_graph: ``'complete'``, ``'swin[-N][-noncyclic]'``, ``'logwin[-N][-noncyclic]'`` or
-            ``'oneref[-ID]'`` (see the module docstring).
+            ``'oneref[-ID]'``, ``'retrieval[-Na[-k]]'`` (see the module docstring).
         prefilter: None, ``'seqN'`` or ``'cycN'``: drop pairs whose ``idx`` are more than N
             apart (cyclic distance for ``cyc``).
         symmetrize: also add every pair reversed (appended after the forward pairs).
-        sim_mat: similarity matrix for ``retrieval`` graphs (unsupported, see module docstring).
+        sim_mat: (N, N) image-similarity matrix (numpy or torch), needed by ``retrieval`` graphs only.
 
     Returns:
         list of ``(view1, view2)`` tuples referencing the given dicts (not copies).
 
     Raises:
-        ValueError: malformed ``scene_graph`` or ``prefilter``, ``oneref`` index out of range.
-        NotImplementedError: ``retrieval`` graphs.
+        ValueError: malformed ``scene_graph`` or ``prefilter``, ``oneref`` index out of range, a ``retrieval``
+            graph without a (N, N) finite ``sim_mat``.
     """
     imgs = list(imgs)
-    edges = _graph_edges(scene_graph, len(imgs))
+    edges = _graph_edges(scene_graph, len(imgs), sim_mat)
     pairs: List[Pair] = [(imgs[i], imgs[j]) for i, j in edges]
     if symmetrize:
         pairs = pairs + [(b, a) for a, b in pairs]

@@ -6,7 +6,8 @@ printed address. The server listens on 127.0.0.1 unless ``--local_network`` or `
 
 The page: multiple-image upload; coarse / fine learning rates and iterations; optimisation level (coarse,
 refine, refine+depth); matching confidence threshold; shared intrinsics; scene graph (complete, swin, logwin,
-oneref; retrieval only with ``--retrieval_model``) with window size / cyclic / reference id; **Run**. Then the
+oneref; retrieval only with ``--retrieval_model``) with window size / cyclic / reference id (for retrieval:
+number of key images / neighbours); **Run**. Then the
 display options (min_conf_thr, cam_size, TSDF threshold, as pointcloud, mask sky, clean-up depth maps,
 transparent cameras) re-render the stored scene *without* recomputing the alignment. The 3D view shows the GLB;
 GLB, PLY, COLMAP (zip) and cameras JSON are offered as downloads.
@@ -32,7 +33,8 @@ import numpy as np
 from dust3r.app import (DemoState, DisplayOptions, SessionWorkspaces, UserInputError,  # noqa: F401
                         configure_tmp, display_components, free_port, gradio, graph_kinds, graph_sliders,
                         launch_demo, make_blocks, max_window_size, model_source, register_session_events,
-                        rerender_outputs, scene_graph_string, server_address, session_id, state_cleanup, upload_path,
+                        rerender_outputs, retrieval_sliders, scene_graph_string, server_address, session_id,
+                        state_cleanup, upload_path,
                         upload_roots, validate_uploads, wire_display_events, write_glb)
 from dust3r.app import get_args_parser as _base_args_parser
 from dust3r.app.launch import DemoInputs, exit_on_input_error, serve, validate_demo_args
@@ -42,14 +44,16 @@ from dust3r.utils.image import load_images, rgb
 from mast3r.cloud_opt.defaults import ALIGNMENT_DEFAULTS, OPTIM_LEVELS
 
 from .fast_nn import fast_reciprocal_NNs
-from .reconstruction import DEFAULT_MODEL, ReconstructError, SparseOptions, run_sparse_pipeline  # noqa: F401
+from .reconstruction import (DEFAULT_MODEL, ReconstructError, SparseOptions, check_retrieval_input,  # noqa: F401
+                             run_sparse_pipeline)
 from .viz import draw_matches
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["get_args_parser", "model_source", "free_port", "server_address", "MatchResult", "match_two_images",
-           "SparseRun", "validate_run", "validate_args", "build_demo", "main", "SparseGAState",
-           "get_3D_model_from_scene", "get_reconstructed_scene", "set_scenegraph_options", "main_demo"]
+           "SparseRun", "validate_run", "validate_args", "check_retrieval_model", "build_demo", "main",
+           "SparseGAState", "get_3D_model_from_scene", "get_reconstructed_scene", "set_scenegraph_options",
+           "main_demo"]
 
 #: the demo needs descriptors: MASt3R checkpoints only
 MODEL_CLASSES = ("AsymmetricMASt3R",)
@@ -111,12 +115,13 @@ class SparseRun:
 def validate_run(files: Optional[Sequence[Any]], optim_level: str, lr1: Any, niter1: Any, lr2: Any, niter2: Any,
                  matching_conf_thr: Any, shared_intrinsics: Any, scenegraph_type: str, winsize: Any, win_cyclic: Any,
                  refid: Any, max_images: int, allowed_roots: Optional[Sequence[str]] = None,
-                 uploaded: bool = True) -> SparseRun:
+                 uploaded: bool = True, retrieval: bool = False) -> SparseRun:
     """Check a Run's images and options before any inference.
 
     ``uploaded``: the files are browser uploads (:func:`dust3r.app.validate_uploads`: regular files inside
     ``allowed_roots``, at most ``max_images``); otherwise the caller's own paths
-    (:func:`dust3r.inputs.check_image_files`).
+    (:func:`dust3r.inputs.check_image_files`). ``retrieval``: a retrieval model is available (``retrieval``
+    graphs are refused otherwise).
 
     Raises:
         InputError: the first problem, as one line.
@@ -124,7 +129,7 @@ def validate_run(files: Optional[Sequence[Any]], optim_level: str, lr1: Any, nit
     paths = (validate_uploads(files, max_images, allowed_roots=allowed_roots) if uploaded
              else check_image_files([upload_path(f) for f in files or []]))
     graph = check_scene_graph(scene_graph_string(scenegraph_type, winsize or 1, bool(win_cyclic), refid or 0),
-                              max(len(paths), 2))
+                              max(len(paths), 2), retrieval=retrieval)
     options = SparseOptions(lr1=float(lr1), niter1=int(niter1 or 0), lr2=float(lr2), niter2=int(niter2 or 0),
                             optim_level=optim_level, matching_conf_thr=float(matching_conf_thr),
                             shared_intrinsics=bool(shared_intrinsics))
@@ -147,7 +152,7 @@ def build_demo(model: Any, device: str, image_size: int = 512, tmp_dir: Optional
         silent: fewer logs / progress bars on the server side.
         max_images: most images accepted in one upload.
         delete_cache: gradio cache clean-up period and age in seconds (``--gradio_delete_cache``).
-        retrieval_model: enables the ``retrieval`` scene graph (the pairing itself needs the retrieval module).
+        retrieval_model: retrieval checkpoint (with its ``_codebook.pkl``): enables the ``retrieval`` scene graph.
         session_ttl: seconds a stored scene stays available without a new Run.
 
     Returns:
@@ -168,10 +173,10 @@ def build_demo(model: Any, device: str, image_size: int = 512, tmp_dir: Optional
         try:
             checked = validate_run(files, optim_level, lr1, niter1, lr2, niter2, matching_conf_thr,
                                    shared_intrinsics, scenegraph_type, winsize, win_cyclic, refid, max_images,
-                                   upload_roots(demo))
+                                   upload_roots(demo), retrieval=retrieval_model is not None)
             scene, names = run_sparse_pipeline(model, checked.paths, device, image_size, checked.scene_graph,
                                                checked.options, cache_dir=str(workdir / "cache"),
-                                               verbose=not silent, progress=progress)
+                                               verbose=not silent, progress=progress, retrieval_model=retrieval_model)
         except InputError as exc:
             gr.Warning(str(exc))
             return None, None, None, f"**Error:** {exc}"
@@ -281,8 +286,11 @@ def get_3D_model_from_scene(silent, scene_state, min_conf_thr=2, as_pointcloud=F
 def get_reconstructed_scene(outdir, gradio_delete_cache, model, device, silent, image_size, current_scene_state,
                             filelist, optim_level, lr1, niter1, lr2, niter2, min_conf_thr, matching_conf_thr,
                             as_pointcloud, mask_sky, clean_depth, transparent_cams, cam_size, scenegraph_type,
-                            winsize, win_cyclic, refid, TSDF_thresh, shared_intrinsics, **kw):
+                            winsize, win_cyclic, refid, TSDF_thresh, shared_intrinsics, retrieval_model=None, **kw):
     """Images -> sparse global alignment -> GLB in ``outdir`` (the original's signature).
+
+    ``retrieval_model`` (keyword): retrieval checkpoint for ``scenegraph_type='retrieval'`` (``winsize`` key images,
+    ``refid`` neighbours).
 
     The cache folder and GLB file of ``current_scene_state`` are reused when given; otherwise a new
     ``*_cache`` folder (with ``gradio_delete_cache``) or ``<outdir>/cache``, and a new ``*_scene.glb`` file.
@@ -295,7 +303,8 @@ def get_reconstructed_scene(outdir, gradio_delete_cache, model, device, silent, 
         InputError: bad files or options, before any inference.
     """
     checked = validate_run(filelist, optim_level, lr1, niter1, lr2, niter2, matching_conf_thr, shared_intrinsics,
-                           scenegraph_type, winsize, win_cyclic, refid, max_images=0, uploaded=False)
+                           scenegraph_type, winsize, win_cyclic, refid, max_images=0, uploaded=False,
+                           retrieval=retrieval_model is not None)
     outdir = os.fspath(outdir)
     os.makedirs(outdir, exist_ok=True)
     if current_scene_state is not None and current_scene_state.cache_dir is not None:
@@ -305,7 +314,7 @@ def get_reconstructed_scene(outdir, gradio_delete_cache, model, device, silent, 
     else:
         cache_dir = os.path.join(outdir, "cache")
     scene, _ = run_sparse_pipeline(model, checked.paths, device, image_size, checked.scene_graph, checked.options,
-                                   cache_dir=cache_dir, verbose=not silent, **kw)
+                                   cache_dir=cache_dir, verbose=not silent, retrieval_model=retrieval_model, **kw)
     if current_scene_state is not None and current_scene_state.outfile_name is not None:
         outfile_name = current_scene_state.outfile_name
     else:
@@ -321,6 +330,9 @@ def set_scenegraph_options(inputfiles, win_cyclic, refid, scenegraph_type):
     """(window column, window size, cyclic, reference id) updates for the uploads and the scene-graph kind."""
     gr = gradio()
     n = len(inputfiles) if inputfiles is not None else 1
+    if scenegraph_type == "retrieval":  # window size -> key images, reference id -> neighbours
+        keys, neighbours = retrieval_sliders(gr, n)
+        return gr.Column(visible=True), keys, gr.Checkbox(value=bool(win_cyclic), visible=False), neighbours
     windowed = scenegraph_type in ("swin", "logwin")
     winsize, refid_slider = graph_sliders(gr, n, max_window_size(n, scenegraph_type, bool(win_cyclic)), windowed,
                                           scenegraph_type == "oneref")
@@ -329,9 +341,10 @@ def set_scenegraph_options(inputfiles, win_cyclic, refid, scenegraph_type):
 
 
 def main_demo(tmpdirname, model, device, image_size, server_name, server_port, silent=False, share=False,
-              gradio_delete_cache=False):
+              gradio_delete_cache=False, retrieval_model=None):
     """Build and serve the demo (the original's signature); session folders go under ``tmpdirname``."""
-    demo = build_demo(model, device, image_size, tmpdirname, silent, delete_cache=gradio_delete_cache or None)
+    demo = build_demo(model, device, image_size, tmpdirname, silent, delete_cache=gradio_delete_cache or None,
+                      retrieval_model=retrieval_model)
     launch_demo(demo, server_name, False, server_port, share=share, quiet=silent)
 
 
@@ -341,12 +354,17 @@ def main_demo(tmpdirname, model, device, image_size, server_name, server_port, s
 def validate_args(args: argparse.Namespace, model: Any = None) -> DemoInputs:
     """Check the flags before the model is loaded (see :func:`dust3r.app.launch.validate_demo_args`)."""
     if args.retrieval_model is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("mast3r.retrieval") is None:
-            raise InputError("--retrieval_model: image retrieval is not available in this installation; "
-                             "use the complete / swin / logwin / oneref scene graphs")
+        check_retrieval_model(args.retrieval_model)
     return validate_demo_args(args, MODEL_CLASSES, model)
+
+
+def check_retrieval_model(path: str) -> None:
+    """Check ``--retrieval_model`` before anything is loaded (:func:`mast3r.reconstruction.check_retrieval_input`).
+
+    Raises:
+        InputError: one line saying why image retrieval is not available.
+    """
+    check_retrieval_input(path)
 
 
 def main(args: argparse.Namespace, model: Any = None) -> None:

@@ -20,7 +20,7 @@ from .render import (DOWNLOAD_FORMATS, DisplayOptions, colorize, dense_gallery, 
 from .sessions import (DemoState, SessionWorkspaces, UserInputError, register_session_events, session_id,
                        state_cleanup, upload_path, upload_roots, validate_uploads)
 from .widgets import (CSS, GRAPH_KINDS, display_components, gradio, graph_kinds, graph_sliders, make_blocks,
-                      max_window_size, scene_graph_string, wire_display_events)
+                      max_window_size, retrieval_sliders, scene_graph_string, wire_display_events)
 
 __all__ = [
     "check_device", "check_weights",
@@ -31,5 +31,5 @@ __all__ = [
     "DemoState", "SessionWorkspaces", "UserInputError", "register_session_events", "session_id", "state_cleanup",
     "upload_path", "upload_roots", "validate_uploads",
     "CSS", "GRAPH_KINDS", "display_components", "gradio", "graph_kinds", "graph_sliders", "make_blocks",
-    "max_window_size", "scene_graph_string", "wire_display_events",
+    "max_window_size", "retrieval_sliders", "scene_graph_string", "wire_display_events",
 ]

@@ -13,7 +13,7 @@ from ._gradio import gradio  # noqa: F401  (public through dust3r.app)
 from .render import DisplayOptions
 
 __all__ = ["CSS", "gradio", "make_blocks", "GRAPH_KINDS", "graph_kinds", "scene_graph_string", "max_window_size",
-           "graph_sliders", "display_components", "wire_display_events"]
+           "graph_sliders", "retrieval_sliders", "display_components", "wire_display_events"]
 
 CSS = ".gradio-container {margin: 0 !important; min-width: 100%};"
 
@@ -40,7 +40,8 @@ def graph_kinds(with_logwin: bool = True, with_retrieval: bool = False) -> List[
 
 
 def scene_graph_string(kind: str, winsize: int = 1, win_cyclic: bool = False, refid: int = 0) -> str:
-    """The ``make_pairs`` scene graph of the UI choices, e.g. ``('swin', 2, False)`` -> ``'swin-2-noncyclic'``.
+    """The ``make_pairs`` scene graph of the UI choices, e.g. ``('swin', 2, False)`` -> ``'swin-2-noncyclic'``;
+    ``retrieval`` reads ``winsize`` as the number of key images and ``refid`` as the number of neighbours.
 
     Raises:
         UserInputError: an unknown kind.
@@ -50,7 +51,9 @@ def scene_graph_string(kind: str, winsize: int = 1, win_cyclic: bool = False, re
         return graph if win_cyclic else graph + "-noncyclic"
     if kind == "oneref":
         return f"oneref-{int(refid)}"
-    if kind in ("complete", "retrieval"):
+    if kind == "retrieval":  # the original's reuse of the sliders: window size = key images, id = neighbours
+        return f"retrieval-{int(winsize)}-{int(refid)}"
+    if kind == "complete":
         return kind
     raise UserInputError(f"unknown scene graph type {kind!r}")
 
@@ -66,6 +69,16 @@ def max_window_size(n_images: int, kind: str, win_cyclic: bool) -> int:
             return max(1, math.ceil(math.log2(half))) if half > 1 else 1
         return max(1, math.ceil(math.log2(n))) if n > 1 else 1
     return 1
+
+
+def retrieval_sliders(gr: Any, n_images: int):
+    """(key images, neighbours) sliders of the ``retrieval`` graph for ``n_images`` uploads (the original's
+    defaults: min(20, n) key images, min(n - 1, 10) neighbours)."""
+    n = max(int(n_images), 2)
+    return (gr.Slider(label="Retrieval: Num. key images", value=min(20, n), minimum=0, maximum=n, step=1,
+                      visible=True),
+            gr.Slider(label="Retrieval: Num neighbors", value=min(n - 1, 10), minimum=1, maximum=max(n - 1, 2),
+                      step=1, visible=True))
 
 
 def graph_sliders(gr: Any, n_images: int, top: int, windowed: bool, oneref: bool):

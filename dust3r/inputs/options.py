@@ -111,12 +111,12 @@ def check_output_dir(path: Union[str, "os.PathLike[str]"], overwrite: bool = Fal
 # ----------------------------------------------------------------------------------------------------------------
 # scene graph
 # ----------------------------------------------------------------------------------------------------------------
-def check_scene_graph(text: str, n_images: int) -> str:
+def check_scene_graph(text: str, n_images: int, retrieval: bool = False) -> str:
     """Check a :func:`dust3r.image_pairs.make_pairs` scene-graph string for ``n_images`` images; returns it stripped.
 
     Grammar: ``complete``; ``swin[-N][-noncyclic|-cyclic]`` and ``logwin[-N][-noncyclic|-cyclic]`` with a window
-    ``1 <= N <=`` :data:`MAX_WINDOW`; ``oneref[-ID]`` with ``ID < n_images``; ``retrieval-Na[-k]`` is well formed
-    but refused (it needs MASt3R's retrieval model, not part of this reimplementation).
+    ``1 <= N <=`` :data:`MAX_WINDOW`; ``oneref[-ID]`` with ``ID < n_images``; ``retrieval[-Na[-k]]`` only when
+    ``retrieval`` is True (the caller has an image-retrieval model to compute the similarity matrix).
 
     Raises:
         InputError: anything else (the message quotes the string and lists the accepted forms).
@@ -130,6 +130,9 @@ def check_scene_graph(text: str, n_images: int) -> str:
         parsed = parse_scene_graph(graph, n_images)
     except (ValueError, NotImplementedError) as exc:
         raise InputError(str(exc)) from None
+    if parsed.needs_similarity and not retrieval:
+        raise InputError(f"scene graph {text!r} needs an image-retrieval model to rank the images (the demo's "
+                         "--retrieval_model); without one use 'complete', 'swin-N', 'logwin-N' or 'oneref-ID'")
     if parsed.window is not None and parsed.window > MAX_WINDOW:
         raise InputError(f"scene graph {text!r}: the window size must be between 1 and {MAX_WINDOW}, "
                          f"got {parsed.window}")

@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from typing import Any, Dict, Sequence, Tuple
@@ -25,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from croco.utils.misc import atomic_write
+from mast3r.utils.misc import hash_md5  # noqa: F401  (re-exported: the original's cache file names)
 
 
 from .correspondences import extract_correspondences, pair_scores
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["symmetric_inference", "forward_mast3r", "hash_md5"]
 
 _View = Dict[str, Any]
-
-
-def hash_md5(text: str) -> str:
-    """Hex md5 of a string (the original's cache file names)."""
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
 def _both_directions(model, img1: _View, img2: _View, device) -> Tuple[dict, dict, dict, dict]:

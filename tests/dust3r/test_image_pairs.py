@@ -157,9 +157,13 @@ def test_bad_prefilter():
         make_pairs(_views(3), "complete", prefilter="window3")
 
 
-def test_retrieval_not_available():
-    with pytest.raises(NotImplementedError, match="retrieval"):
-        make_pairs(_views(4), "retrieval-20-10", sim_mat=np.eye(4))
+def test_retrieval_needs_a_similarity_matrix():
+    with pytest.raises(ValueError, match="needs sim_mat"):
+        make_pairs(_views(4), "retrieval-20-10")
+    with pytest.raises(ValueError, match=r"must be \(4, 4\)"):
+        make_pairs(_views(4), "retrieval-2-1", sim_mat=np.eye(3))
+    with pytest.raises(ValueError, match="NaN"):
+        make_pairs(_views(2), "retrieval-2-1", sim_mat=np.array([[1.0, np.nan], [0.0, 1.0]]))
 
 
 class TestParseSceneGraph:
@@ -170,6 +174,9 @@ class TestParseSceneGraph:
         ("logwin-4-cyclic", SceneGraph("logwin", window=4, cyclic=True)),
         ("oneref", SceneGraph("oneref", ref=0)),
         ("oneref-2", SceneGraph("oneref", ref=2)),
+        ("retrieval", SceneGraph("retrieval", key_images=20, neighbours=10)),
+        ("retrieval-5", SceneGraph("retrieval", key_images=5, neighbours=10)),
+        ("retrieval-3-0", SceneGraph("retrieval", key_images=3, neighbours=0)),
     ])
     def test_forms(self, text, expected):
         assert parse_scene_graph(text) == expected
@@ -187,5 +194,6 @@ class TestParseSceneGraph:
         assert parse_scene_graph("oneref-7").ref == 7  # no image count: no range check
         with pytest.raises(ValueError, match="reference image 7 is out of range for 5 image"):
             parse_scene_graph("oneref-7", n_images=5)
-        with pytest.raises(NotImplementedError, match="retrieval"):
-            parse_scene_graph("retrieval-20-10")
+        for graph in ("retrieval-x", "retrieval-2-3-4", "retrieval--1"):
+            with pytest.raises(ValueError, match="retrieval-Na-k"):
+                parse_scene_graph(graph)
