@@ -21,13 +21,8 @@ ENTRIES = [(entry[0].split("::")[0], entry[0].split("::")[1], int(entry[1])) for
 
 #: package prefixes that do not exist yet -> the issue that adds them
 EXPECTED_MISSING = {
-    "dust3r.datasets": "issue 12 (training: datasets)",
     "dust3r.training": "issue 12 (training: train.py)",
     "dust3r.utils.parallel": "issue 12 (training: datasets_preprocess)",
-    "mast3r.datasets": "issue 12 (training: datasets)",
-    "mast3r.image_pairs": "issue 13 (retrieval: make_pairs with retrieval graphs)",
-    "mast3r.retrieval": "issue 13 (retrieval)",
-    "mast3r.utils.misc": "issue 13 (mapping: hash_md5 for the on-disk match cache)",
 }
 
 
