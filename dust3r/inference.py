@@ -26,7 +26,9 @@ from .utils.geometry import depthmap_to_pts3d, geotrf
 
 logger = logging.getLogger(__name__)
 
-_TO_DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "F_matrix", "corres")
+#: view entries :func:`loss_of_one_batch` leaves where they are, as the original: metadata and the raw depth; every
+#: other tensor (img, pts3d, valid_mask, sky_mask, corres, valid_corres, is_metric_scale...) goes to the device
+_KEEP_ON_HOST = ("depthmap", "dataset", "label", "instance", "idx", "true_shape", "rng")
 
 
 class NonFiniteOutputError(FloatingPointError, ValueError):
@@ -105,9 +107,9 @@ def loss_of_one_batch(batch, model, criterion, device, symmetrize_batch: bool = 
     """
     view1, view2 = batch
     for view in batch:
-        for name in _TO_DEVICE_KEYS:
-            if name in view:
-                view[name] = view[name].to(device, non_blocking=True)
+        for name, value in view.items():
+            if name not in _KEEP_ON_HOST and isinstance(value, torch.Tensor):
+                view[name] = value.to(device, non_blocking=True)
     if symmetrize_batch:
         view1, view2 = make_batch_symmetric(batch)
     device_type = torch.device(device).type

@@ -21,8 +21,6 @@ ENTRIES = [(entry[0].split("::")[0], entry[0].split("::")[1], int(entry[1])) for
 
 #: package prefixes that do not exist yet -> the issue that adds them
 EXPECTED_MISSING = {
-    "dust3r.training": "issue 12 (training: train.py)",
-    "dust3r.utils.parallel": "issue 12 (training: datasets_preprocess)",
 }
 
 
