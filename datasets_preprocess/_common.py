@@ -1,10 +1,18 @@
-"""What every preprocessing script shares: per-sample processing that reports and skips a broken raw sample."""
+"""What every preprocessing script shares: per-sample processing that reports and skips a broken raw sample,
+the writer of a processed frame (``<stem>.jpg`` + ``<stem>.exr`` depth + ``<stem>.npz`` camera) and the pruning of
+the pairs that use a frame that was not written."""
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, List, Sequence, Tuple, TypeVar
+import os
+import shutil
+from typing import Callable, Iterable, List, Mapping, Sequence, Tuple, TypeVar, Union
 
+import numpy as np
+import PIL.Image
 from tqdm.auto import tqdm
+
+from dust3r.utils.exr import write_exr
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +53,41 @@ def report(n_done: int, failures: Iterable[Tuple[str, str]]) -> int:
     for sample, why in failures:
         logger.info("  skipped %s (%s)", sample, why)
     return 0 if n_done > 0 else 1
+
+
+def frame_done(stem: str) -> bool:
+    """Whether the frame ``stem`` was written by an earlier run (its ``.npz``, written last, exists)."""
+    return os.path.isfile(stem + ".npz")
+
+
+def write_frame_files(stem: str, images: Mapping[str, Union[PIL.Image.Image, str]], depthmap: np.ndarray,
+                      jpeg_quality: int, **camera: np.ndarray) -> None:
+    """Write one processed frame: ``stem + suffix`` for each of ``images`` (a PIL image saved as JPEG at
+    ``jpeg_quality``, or the path of a JPEG file copied byte for byte), ``stem.exr`` (float32 depth (H, W),
+    non-finite -> 0) and, last (it marks the frame done, see :func:`frame_done`), ``stem.npz`` with ``camera``."""
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    for suffix, image in images.items():
+        if isinstance(image, str):
+            shutil.copyfile(image, stem + suffix)
+        else:
+            image.save(stem + suffix, quality=jpeg_quality)
+    depthmap = np.asarray(depthmap, dtype=np.float32)
+    write_exr(stem + ".exr", np.where(np.isfinite(depthmap), depthmap, 0.0).astype(np.float32))
+    np.savez(stem + ".npz", **camera)
+
+
+def keep_written_pairs(pairs: np.ndarray, frame_stems: Callable[[tuple], Iterable[str]],
+                       what: str = "frame") -> np.ndarray:
+    """The rows of ``pairs`` (P, ...) whose frames were all written (:func:`frame_done`), with a warning counting the
+    pairs dropped. ``frame_stems`` maps a row (a tuple, ``pairs.tolist()`` order) to the stems of its frames."""
+    done: dict = {}
+
+    def written(stem: str) -> bool:
+        if stem not in done:
+            done[stem] = frame_done(stem)
+        return done[stem]
+
+    keep = np.array([all(written(stem) for stem in frame_stems(row)) for row in pairs.tolist()], dtype=bool)
+    if (~keep).any():
+        logger.warning("%d of %d pairs dropped: a %s of theirs was not written", int((~keep).sum()), len(pairs), what)
+    return pairs[keep]

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import PIL.Image
 import torch
 
 from croco.utils.misc import atomic_write
-from datasets_preprocess._common import process_samples, report
+from datasets_preprocess._common import process_samples, report, write_frame_files
+from dust3r.datasets.frame_io import load_npz, require_keys
 from dust3r.datasets.processed_frames import INDEX_FILE, INDEX_KEYS
 from dust3r.datasets.utils.cropping import rescale_image_depthmap
-from dust3r.utils.exr import write_exr
 from dust3r.utils.geometry import quat_to_rotmat
 from dust3r.utils.image import imread_cv2
 
@@ -150,16 +148,9 @@ def write_frame(output_dir: str, job: FrameJob, data: FrameData, max_side: Optio
         size = (int(image.shape[1] * scale), int(image.shape[0] * scale))
         pil, depth, K = rescale_image_depthmap(PIL.Image.fromarray(image), depth, K, size)
         image, copy_jpeg = np.asarray(pil), False
-    folder = os.path.join(output_dir, *job.scene.split("/"))
-    os.makedirs(folder, exist_ok=True)
-    stem = os.path.join(folder, job.name)
-    if copy_jpeg:
-        shutil.copyfile(data.image, stem + ".jpg")
-    elif not cv2.imwrite(stem + ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                         [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-        raise OSError(f"could not write {stem + '.jpg'!r}")
-    write_exr(stem + ".exr", np.where(np.isfinite(depth), depth, 0.0))
-    np.savez(stem + ".npz", intrinsics=np.float32(K), cam2world=np.float32(data.cam2world))
+    stem = os.path.join(output_dir, *job.scene.split("/"), job.name)
+    write_frame_files(stem, {".jpg": data.image if copy_jpeg else PIL.Image.fromarray(image)}, depth, JPEG_QUALITY,
+                      intrinsics=np.float32(K), cam2world=np.float32(data.cam2world))
 
 
 #: scene -> (split, frame names, (P, 2) pairs of indices into those names)
@@ -176,8 +167,7 @@ def _read_index(path: str) -> SceneRecords:
     """The scene records of an existing index ({} when there is none)."""
     if not os.path.isfile(path):
         return {}
-    with np.load(path) as index:
-        arrays = {key: index[key] for key in INDEX_KEYS}
+    arrays = dict(zip(INDEX_KEYS, require_keys(load_npz(path), INDEX_KEYS, path)))
     n_scenes = len(arrays["scenes"])
     frame_scenes = arrays["frame_scenes"].astype(np.int64)
     pairs = arrays["pairs"].astype(np.int64).reshape(-1, 2)

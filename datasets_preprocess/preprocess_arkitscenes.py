@@ -178,25 +178,36 @@ def convert_scene(raw_split_dir: str, pairs_split_dir: str, out_split_dir: str, 
     poses[:, :3, :3] = poses[:, :3, :3] @ np.linalg.inv(_rot_z(SKY_ROTATION_DEG[sky]))
 
     out_dir = osp.join(out_split_dir, scene)
-    intrinsics: Dict[int, np.ndarray] = {}
+    done: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
 
     def convert(k: int) -> None:
         w, h, fx, fy, cx, cy = read_pincam(scene_dir, scene, frame_stamps[k])
         W, H = convert_frame(scene_dir, out_dir, selection[k], sky)
         if (W, H) != (round(w), round(h)):
             logger.info("%s: image is %dx%d, intrinsics say %dx%d", selection[k], W, H, w, h)
-        intrinsics[k] = rotate_intrinsics(W, H, fx, fy, cx, cy, sky)
+        done[k] = (rotate_intrinsics(W, H, fx, fy, cx, cy, sky), poses[k])
 
     _, failures = process_samples(range(len(selection)), convert, desc=scene,
                                   name=lambda k: osp.join(scene_dir, "vga_wide", selection[k]))
-    kept = sorted(intrinsics)
+    return write_scene_metadata(out_dir, scene, selection, done, pairs), failures
+
+
+def write_scene_metadata(out_dir: str, scene: str, selection: List[str],
+                         done: Dict[int, Tuple[np.ndarray, np.ndarray]], pairs: np.ndarray) -> SceneFrames:
+    """The frames of a scene that were written (``done``: selection index -> (intrinsics (3, 3), cam2world
+    (4, 4))), with the ``pairs`` (P, >= 2) over ``selection`` remapped to them; writes ``scene_metadata.npz``.
+
+    Raises:
+        ValueError: no frame of the scene was written.
+    """
+    kept = sorted(done)
     if not kept:
         raise ValueError(f"{scene}: no readable frame")
-    frames = SceneFrames([selection[k] for k in kept], np.stack([intrinsics[k] for k in kept]), poses[kept],
-                         remap_pairs(pairs, len(selection), kept))
+    frames = SceneFrames([selection[k] for k in kept], np.stack([done[k][0] for k in kept]),
+                         np.stack([done[k][1] for k in kept]), remap_pairs(pairs, len(selection), kept))
     np.savez(osp.join(out_dir, "scene_metadata.npz"), trajectories=frames.trajectories,
              intrinsics=frames.intrinsics, images=np.array(frames.images), pairs=frames.pairs)
-    return frames, failures
+    return frames
 
 
 def remap_pairs(pairs: np.ndarray, n_frames: int, kept: List[int]) -> np.ndarray:

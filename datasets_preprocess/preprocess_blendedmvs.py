@@ -29,17 +29,17 @@ import os
 import os.path as osp
 import re
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from datasets_preprocess._common import process_samples, report  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+                                         write_frame_files)
 from dust3r.datasets.blendedmvs import PAIRS_DTYPE, sequence_name, split_sequences  # noqa: E402
 from dust3r.datasets.utils import cropping  # noqa: E402
-from dust3r.utils.exr import write_exr  # noqa: E402
 from dust3r.utils.image import imread_cv2  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -107,9 +107,9 @@ def pairs_from_pair_txt(path: str) -> List[Tuple[int, int, float]]:
 def process_frame(blendedmvs_dir: str, seq: str, frame: str, output_dir: str,
                   resolution: Sequence[int] = OUTPUT_RESOLUTION) -> None:
     """Rescale one frame and write its ``.jpg`` / ``.exr`` / ``.npz`` (the ``.npz`` last: it marks a done frame)."""
-    out_dir = osp.join(output_dir, seq)
-    if osp.isfile(osp.join(out_dir, frame + ".npz")):
-        return  # already done
+    stem = osp.join(output_dir, seq, frame)
+    if frame_done(stem):
+        return
     root = osp.join(blendedmvs_dir, seq)
     K, cam2world = load_cam_txt(osp.join(root, "cams", frame + "_cam.txt"))
     image = imread_cv2(osp.join(root, "blended_images", frame + ".jpg"))
@@ -119,11 +119,8 @@ def process_frame(blendedmvs_dir: str, seq: str, frame: str, output_dir: str,
     H, W = image.shape[:2]
     target = tuple(sorted(resolution)[::-1] if W >= H else sorted(resolution))
     image, depthmap, K_out = cropping.rescale_image_depthmap(image, depthmap, K, target)
-    os.makedirs(out_dir, exist_ok=True)
-    image.save(osp.join(out_dir, frame + ".jpg"), quality=JPEG_QUALITY)
-    write_exr(osp.join(out_dir, frame + ".exr"), depthmap)
-    np.savez(osp.join(out_dir, frame + ".npz"), intrinsics=np.float32(K_out),
-             R_cam2world=np.float32(cam2world[:3, :3]), t_cam2world=np.float32(cam2world[:3, 3]))
+    write_frame_files(stem, {".jpg": image}, depthmap, JPEG_QUALITY, intrinsics=np.float32(K_out),
+                      R_cam2world=np.float32(cam2world[:3, :3]), t_cam2world=np.float32(cam2world[:3, 3]))
 
 
 def _list_frames(blendedmvs_dir: str, sequences: Sequence[str]) -> List[Tuple[str, str]]:
@@ -168,21 +165,11 @@ def main(blendedmvs_dir: str, precomputed_pairs: Optional[str] = None,
         desc="BlendedMVS frames", name=lambda item: osp.join(blendedmvs_dir, *item))
 
     pairs = np.load(precomputed_pairs) if precomputed_pairs else _pairs_from_sequences(blendedmvs_dir, sequences)
-    done: Dict[str, bool] = {}
-
-    def written(seq: str, img: int) -> bool:
-        path = osp.join(output_dir, seq, f"{int(img):08n}.npz")
-        if path not in done:
-            done[path] = osp.isfile(path)
-        return done[path]
-
-    keep = np.array([written(sequence_name(p["seq_high"], p["seq_low"]), p["img1"])
-                     and written(sequence_name(p["seq_high"], p["seq_low"]), p["img2"]) for p in pairs], dtype=bool)
-    if (~keep).any():
-        logger.warning("%d of %d pairs dropped: a frame of theirs was not written", int((~keep).sum()), len(pairs))
+    kept = keep_written_pairs(pairs, lambda row: [osp.join(output_dir, sequence_name(row[0], row[1]), f"{img:08n}")
+                                                  for img in row[2:4]])
     os.makedirs(output_dir, exist_ok=True)
-    np.save(osp.join(output_dir, "blendedmvs_pairs.npy"), pairs[keep])
-    logger.info("saved %d pairs to %s", int(keep.sum()), osp.join(output_dir, "blendedmvs_pairs.npy"))
+    np.save(osp.join(output_dir, "blendedmvs_pairs.npy"), kept)
+    logger.info("saved %d pairs to %s", len(kept), osp.join(output_dir, "blendedmvs_pairs.npy"))
     return report(n_done, failures)
 
 

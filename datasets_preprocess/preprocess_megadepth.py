@@ -41,11 +41,11 @@ import numpy as np
 if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from datasets_preprocess._common import process_samples, report  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+                                         write_frame_files)
 from dust3r.datasets.megadepth import PAIRS_DTYPE  # noqa: E402
 from dust3r.datasets.utils import cropping  # noqa: E402
 from dust3r.export.colmap import read_colmap_model  # noqa: E402
-from dust3r.utils.exr import write_exr  # noqa: E402
 from dust3r.utils.image import imread_cv2  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -102,9 +102,9 @@ def read_h5_depth(path: str) -> np.ndarray:
 
 
 def process_image(megadepth_dir: str, scene: str, sub: str, name: str, sfm: SfmModel, output_dir: str) -> None:
-    out_dir = osp.join(output_dir, scene, sub)
-    if osp.isfile(osp.join(out_dir, name + ".npz")):
-        return  # already done
+    stem = osp.join(output_dir, scene, sub, name)
+    if frame_done(stem):
+        return
     if name not in sfm.world2cam:
         raise KeyError(f"image {name!r} has no pose in {scene}/sparse/manhattan/{sub}/images.txt")
     in_dir = osp.join(megadepth_dir, scene, "dense" + sub)
@@ -116,11 +116,8 @@ def process_image(megadepth_dir: str, scene: str, sub: str, name: str, sfm: SfmM
     K = undistorted_intrinsics(sfm.cameras[name], (W, H))
     target = sorted(OUTPUT_RESOLUTION)[::+1 if W < H else -1]
     image, depthmap, K_out = cropping.rescale_image_depthmap(image, depthmap, K, target, force=False)
-    os.makedirs(out_dir, exist_ok=True)
-    image.save(osp.join(out_dir, name + ".jpg"), quality=JPEG_QUALITY)
-    write_exr(osp.join(out_dir, name + ".exr"), depthmap)
-    np.savez(osp.join(out_dir, name + ".npz"), intrinsics=np.asarray(K_out, np.float64),
-             cam2world=np.linalg.inv(sfm.world2cam[name]))
+    write_frame_files(stem, {".jpg": image}, depthmap, JPEG_QUALITY, intrinsics=np.asarray(K_out, np.float64),
+                      cam2world=np.linalg.inv(sfm.world2cam[name]))
 
 
 def covisibility_pairs(point_ids: Dict[str, set], min_shared: int) -> List[Tuple[str, str, float]]:
@@ -188,15 +185,10 @@ def main(megadepth_dir: str, precomputed_pairs: Optional[str] = None, output_dir
         name=lambda job: osp.join(megadepth_dir, job[0], "dense" + job[1], "imgs", job[2]))
     failures += image_failures
 
-    def written(scene_id: int, im: int) -> bool:
-        scene, sub = str(scenes[scene_id]).split()
-        return osp.isfile(osp.join(output_dir, scene, sub, str(images[im]) + ".npz"))
-
-    keep = np.array([written(s, a) and written(s, b) for s, a, b, _ in pairs.tolist()], dtype=bool)
-    if (~keep).any():
-        logger.warning("%d of %d pairs dropped: an image of theirs was not written", int((~keep).sum()), len(pairs))
+    kept = keep_written_pairs(pairs, lambda row: [osp.join(output_dir, *str(scenes[row[0]]).split(), str(images[im]))
+                                                  for im in row[1:3]], what="image")
     os.makedirs(output_dir, exist_ok=True)
-    kept = np.array([tuple(row) for row in pairs[keep].tolist()], dtype=PAIRS_DTYPE)
+    kept = np.array([tuple(row) for row in kept.tolist()], dtype=PAIRS_DTYPE)
     np.savez(osp.join(output_dir, "all_metadata.npz"), scenes=scenes, images=images, pairs=kept)
     logger.info("saved %d pairs of %d sub-models to %s", len(kept), len(scenes),
                 osp.join(output_dir, "all_metadata.npz"))

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from datasets_preprocess._common import process_samples, report
-from datasets_preprocess.preprocess_arkitscenes import SceneFrames, remap_pairs, write_all_metadata
+from datasets_preprocess.preprocess_arkitscenes import SceneFrames, write_all_metadata, write_scene_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -286,14 +286,7 @@ def convert_scene(root: str, pairs_dir: str, output_dir: str, scene: str, target
 
     _, failures = process_samples(range(len(selection)), convert, desc=scene,
                                   name=lambda k: f"{scene}/{selection[k]}")
-    kept = sorted(done)
-    if not kept:
-        raise ValueError(f"{scene}: no readable image")
-    frames = SceneFrames([selection[k] for k in kept], np.stack([done[k][0] for k in kept]),
-                         np.stack([done[k][1] for k in kept]), remap_pairs(pairs, len(selection), kept))
-    np.savez(osp.join(out_dir, "scene_metadata.npz"), trajectories=frames.trajectories,
-             intrinsics=frames.intrinsics, images=np.array(frames.images), pairs=frames.pairs)
-    return frames, failures
+    return write_scene_metadata(out_dir, scene, selection, done, pairs), failures
 
 
 def main(scannetpp_dir: str, precomputed_pairs: str, output_dir: str = "data/scannetpp_processed",

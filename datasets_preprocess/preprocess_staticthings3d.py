@@ -38,10 +38,10 @@ import numpy as np
 if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from datasets_preprocess._common import process_samples, report  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+                                         write_frame_files)
 from dust3r.datasets.staticthings3d import CAMERAS, PAIRS_DTYPE  # noqa: E402
 from dust3r.datasets.utils import cropping  # noqa: E402
-from dust3r.utils.exr import write_exr  # noqa: E402
 from dust3r.utils.image import imread_cv2  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -91,9 +91,9 @@ def _frames(root: str, sub: str, seq: str) -> List[str]:
 
 def process_frame(root: str, sub: str, seq: str, camera: str, num: str, output_dir: str) -> None:
     rel = osp.join("TRAIN", sub, seq)
-    out_dir = osp.join(output_dir, rel, camera)
-    if osp.isfile(osp.join(out_dir, num + ".npz")):
-        return  # already done
+    stem = osp.join(output_dir, rel, camera, num)
+    if frame_done(stem):
+        return
     K = read_float3(osp.join(root, "intrinsics", rel, num + ".float3"))
     world2cam = read_float3(osp.join(root, "poses", rel, camera, num + ".float3"))
     depthmap = read_float3(osp.join(root, "depths", rel, camera, num + ".float3"))
@@ -104,11 +104,8 @@ def process_frame(root: str, sub: str, seq: str, camera: str, num: str, output_d
     if not (clean.shape == final.shape and clean.shape[:2] == depthmap.shape):
         raise ValueError(f"{rel}/{camera}/{num}: clean {clean.shape}, final {final.shape}, depth {depthmap.shape}")
     (clean, final), depthmap, K_out = cropping.rescale_image_depthmap((clean, final), depthmap, K, OUTPUT_RESOLUTION)
-    os.makedirs(out_dir, exist_ok=True)
-    clean.save(osp.join(out_dir, num + "_clean.jpg"), quality=JPEG_QUALITY)
-    final.save(osp.join(out_dir, num + "_final.jpg"), quality=JPEG_QUALITY)
-    write_exr(osp.join(out_dir, num + ".exr"), depthmap)
-    np.savez(osp.join(out_dir, num + ".npz"), intrinsics=K_out, cam2world=np.linalg.inv(world2cam))
+    write_frame_files(stem, {"_clean.jpg": clean, "_final.jpg": final}, depthmap, JPEG_QUALITY, intrinsics=K_out,
+                      cam2world=np.linalg.inv(world2cam))
 
 
 def _all_pairs(views: List[Tuple[str, str, str, str]]) -> np.ndarray:
@@ -135,16 +132,13 @@ def main(StaticThings3D_dir: str, precomputed_pairs: Optional[str] = None,
                                        name=lambda v: osp.join("TRAIN", v[0], v[1], v[2], v[3]))
     pairs = np.load(precomputed_pairs) if precomputed_pairs else _all_pairs(views)
 
-    def written(scene: bytes, seq: int, cam: bytes, num: int) -> bool:
-        return osp.isfile(osp.join(output_dir, "TRAIN", scene.decode("ascii"), f"{int(seq):04d}", CAMERAS[cam],
-                                   f"{int(num):04d}.npz"))
+    def stems(row: tuple) -> List[str]:
+        scene, seq, cam1, im1, cam2, im2 = row
+        folder = osp.join(output_dir, "TRAIN", scene.decode("ascii"), f"{int(seq):04d}")
+        return [osp.join(folder, CAMERAS[cam], f"{int(num):04d}") for cam, num in ((cam1, im1), (cam2, im2))]
 
-    keep = np.array([written(s, q, c1, i1) and written(s, q, c2, i2) for s, q, c1, i1, c2, i2 in pairs.tolist()],
-                    dtype=bool)
-    if (~keep).any():
-        logger.warning("%d of %d pairs dropped: a frame of theirs was not written", int((~keep).sum()), len(pairs))
     os.makedirs(output_dir, exist_ok=True)
-    np.save(osp.join(output_dir, "staticthings_pairs.npy"), pairs[keep])
+    np.save(osp.join(output_dir, "staticthings_pairs.npy"), keep_written_pairs(pairs, stems))
     return report(n_done, failures)
 
 

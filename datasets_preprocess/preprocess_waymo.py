@@ -43,10 +43,10 @@ import PIL.Image
 if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from datasets_preprocess._common import process_samples, report  # noqa: E402
-from dust3r.datasets.co3d import load_npz  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+                                         write_frame_files)
+from dust3r.datasets.frame_io import load_npz  # noqa: E402
 from dust3r.datasets.utils import cropping  # noqa: E402
-from dust3r.utils.exr import write_exr  # noqa: E402
 from dust3r.utils.geometry import geotrf  # noqa: E402
 from dust3r.utils.image import imread_cv2  # noqa: E402
 
@@ -119,8 +119,9 @@ def load_calib(path: str) -> Dict[str, dict]:
 
 def crop_frame(seq_dir: str, out_dir: str, frame: str, calib: Dict[str, dict], resolution: int = RESOLUTION) -> None:
     """Stage 2 for one extracted image ``<frame:05d>_<camera>`` of ``seq_dir``."""
-    if osp.isfile(osp.join(out_dir, frame + ".npz")):
-        return  # already done
+    stem = osp.join(out_dir, frame)
+    if frame_done(stem):
+        return
     cam = frame.rsplit("_", 1)[-1]
     if cam not in calib:
         raise KeyError(f"camera {cam!r} of {frame!r} is not in calib.json")
@@ -137,12 +138,9 @@ def crop_frame(seq_dir: str, out_dir: str, frame: str, calib: Dict[str, dict], r
     depthmap = np.zeros((H2, W2), dtype=np.float32)
     xy = np.rint(geotrf(K_out @ np.linalg.inv(info["K"]), pixels)).astype(np.int64)
     depthmap[xy[:, 1].clip(0, H2 - 1), xy[:, 0].clip(0, W2 - 1)] = pts_cam[:, 2]
-    os.makedirs(out_dir, exist_ok=True)
-    image.save(osp.join(out_dir, frame + ".jpg"), quality=JPEG_QUALITY)
-    write_exr(osp.join(out_dir, frame + ".exr"), depthmap)
-    np.savez(osp.join(out_dir, frame + ".npz"), intrinsics=K_out,
-             cam2world=car_to_world @ info["cam_to_car"] @ np.linalg.inv(AXES_TRANSFORMATION),
-             distortion=info["distortion"])
+    write_frame_files(stem, {".jpg": image}, depthmap, JPEG_QUALITY, intrinsics=K_out,
+                      cam2world=car_to_world @ info["cam_to_car"] @ np.linalg.inv(AXES_TRANSFORMATION),
+                      distortion=info["distortion"])
 
 
 def _gap_pairs(frames_by_seq: Dict[str, List[str]], gaps: Sequence[int]):
@@ -195,12 +193,10 @@ def main(waymo_dir: str, precomputed_pairs: Optional[str] = None, output_dir: st
                    for seq in calibs}
         scenes, frames, pairs = _gap_pairs(written, gaps)
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 3)
-    keep = np.array([all(osp.isfile(osp.join(output_dir, str(scenes[s]), str(frames[i]) + ".npz")) for i in (a, b))
-                     for s, a, b in pairs.tolist()], dtype=bool)
-    if (~keep).any():
-        logger.warning("%d of %d pairs dropped: an image of theirs was not written", int((~keep).sum()), len(pairs))
+    kept = keep_written_pairs(pairs, lambda row: [osp.join(output_dir, str(scenes[row[0]]), str(frames[i]))
+                                                  for i in row[1:]], what="image")
     np.savez(osp.join(output_dir, "waymo_pairs.npz"), scenes=scenes.astype(str), frames=frames.astype(str),
-             pairs=pairs[keep])
+             pairs=kept)
     if not keep_tmp:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return report(n_done, failures)

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from dust3r.datasets.base.base_stereo_view_dataset import BaseStereoViewDataset
-from dust3r.datasets.co3d import load_npz, missing_root_error
+from dust3r.datasets.frame_io import cropped_view, index_file, load_npz, require_keys
 from dust3r.utils.image import imread_cv2
 
 __all__ = ["ARKitScenes", "MetadataPairsDataset", "METADATA_KEYS"]
@@ -55,19 +55,14 @@ class MetadataPairsDataset(BaseStereoViewDataset):
         raise NotImplementedError
 
     def _load_data(self) -> None:
-        path = osp.join(self._split_dir(), "all_metadata.npz")
-        if not osp.isfile(path):
-            raise missing_root_error(path, type(self).__name__, self.preprocess_script)
-        data = load_npz(path)
-        missing = [key for key in METADATA_KEYS if key not in data]
-        if missing:
-            raise OSError(f"{type(self).__name__}: {path!r} lacks {missing}")
-        self.scenes = data["scenes"]
-        self.sceneids = data["sceneids"].astype(np.int64)
-        self.images = data["images"]
-        self.intrinsics = self._convert_intrinsics(data["intrinsics"].astype(np.float32))
-        self.trajectories = data["trajectories"].astype(np.float32)
-        self.pairs = data["pairs"][:, :2].astype(np.int64)
+        path = index_file(self, "all_metadata.npz", folder=self._split_dir())
+        scenes, sceneids, images, intrinsics, trajectories, pairs = require_keys(load_npz(path), METADATA_KEYS, path)
+        self.scenes = scenes
+        self.sceneids = sceneids.astype(np.int64)
+        self.images = images
+        self.intrinsics = self._convert_intrinsics(intrinsics.astype(np.float32))
+        self.trajectories = trajectories.astype(np.float32)
+        self.pairs = pairs[:, :2].astype(np.int64)
 
     def _convert_intrinsics(self, intrinsics: np.ndarray) -> np.ndarray:
         """(N, 3, 3) stored intrinsics -> OpenCV convention (pixel centres at integers)."""
@@ -86,13 +81,9 @@ class MetadataPairsDataset(BaseStereoViewDataset):
             depthmap = self._read_depth(depthpath)
             if depthmap.shape != image.shape[:2]:
                 raise OSError(f"depth map {depthpath!r} is {depthmap.shape}, its image {image.shape[:2]}")
-            image, depthmap, intrinsics = self._crop_resize_if_necessary(
-                image, depthmap, self.intrinsics[view_idx], resolution, rng=rng, info=impath)
-            views.append(dict(img=image, depthmap=depthmap.astype(np.float32),
-                              camera_pose=self.trajectories[view_idx].copy(),
-                              camera_intrinsics=np.asarray(intrinsics, dtype=np.float32),
-                              dataset=self.dataset_label, label=f"{scene}_{basename}",
-                              instance=f"{idx}_{view_idx}"))
+            views.append(cropped_view(self, image, depthmap, self.intrinsics[view_idx], self.trajectories[view_idx],
+                                      resolution, rng, label=f"{scene}_{basename}", instance=f"{idx}_{view_idx}",
+                                      info=impath))
         return views
 
     @staticmethod

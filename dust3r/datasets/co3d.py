@@ -28,18 +28,18 @@ import itertools
 import json
 import logging
 import os.path as osp
-import zipfile
 from collections import deque
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from dust3r.datasets.base.base_stereo_view_dataset import BaseStereoViewDataset
+from dust3r.datasets.frame_io import cropped_view, index_file, load_npz, require_keys
 from dust3r.utils.image import imread_cv2
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Co3d", "co3d_pair_slots", "slot_to_position", "load_npz", "missing_root_error"]
+__all__ = ["Co3d", "co3d_pair_slots", "slot_to_position"]
 
 #: frame slots of a sequence, the largest slot gap, the gap step and the jitter of the original pair rule
 N_SLOTS, MAX_GAP, GAP_STEP, JITTER = 100, 30, 5, 4
@@ -56,23 +56,6 @@ def slot_to_position(slot: int, pool_len: int) -> int:
     if pool_len >= N_SLOTS:
         return max(0, min(int(slot), pool_len - 1))
     return int(round(max(0, min(int(slot), N_SLOTS - 1)) * (pool_len - 1) / (N_SLOTS - 1)))
-
-
-def load_npz(path: str) -> Dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file; a missing or unreadable file raises OSError naming it."""
-    try:
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"metadata file not found: {path!r}") from None
-    except (ValueError, EOFError, KeyError, zipfile.BadZipFile, OSError) as err:
-        raise OSError(f"cannot read metadata file {path!r}: {err}") from err
-
-
-def missing_root_error(path: str, dataset: str, script: str) -> FileNotFoundError:
-    """The error for a missing processed dataset: names the path and the script that writes it."""
-    return FileNotFoundError(f"{dataset}: {path!r} not found; write the processed dataset with "
-                             f"`python3 datasets_preprocess/{script} --help`")
 
 
 class Co3d(BaseStereoViewDataset):
@@ -102,10 +85,7 @@ class Co3d(BaseStereoViewDataset):
 
     def _load_index(self) -> Dict[Tuple[str, str], List[int]]:
         """``{(category, sequence): [frame numbers]}`` of the split, sequences without frames left out."""
-        path = osp.join(self.ROOT, f"selected_seqs_{self.split}.json")
-        if not osp.isfile(path):
-            raise missing_root_error(path, type(self).__name__, self.preprocess_script)
-        with open(path) as f:
+        with open(index_file(self, f"selected_seqs_{self.split}.json")) as f:
             index = json.load(f)
         return {(category, sequence): [int(frame) for frame in frames]
                 for category, sequences in index.items() for sequence, frames in sequences.items() if len(frames)}
@@ -133,8 +113,9 @@ class Co3d(BaseStereoViewDataset):
         """(H, W) float32 depth: the uint16 PNG scaled back by the frame's ``maximum_depth``."""
         import cv2
 
+        (maximum_depth,) = require_keys(input_metadata, ("maximum_depth",), f"the metadata of {depthpath}")
         depth = imread_cv2(depthpath, cv2.IMREAD_UNCHANGED).astype(np.float32)
-        return depth / 65535 * np.nan_to_num(np.float32(input_metadata["maximum_depth"]))
+        return depth / 65535 * np.nan_to_num(np.float32(maximum_depth))
 
     def _read_mask(self, maskpath: str) -> np.ndarray:
         """(H, W) bool object mask."""
@@ -148,22 +129,17 @@ class Co3d(BaseStereoViewDataset):
     def _load_frame(self, obj: str, instance: str, view_idx: int, mask_bg: bool, resolution, rng):
         """One processed frame cropped to ``resolution``: (view dict, number of valid depth pixels)."""
         impath = self._get_impath(obj, instance, view_idx)
-        metadata = load_npz(self._get_metadatapath(obj, instance, view_idx))
-        try:
-            camera_pose = metadata["camera_pose"].astype(np.float32)
-            intrinsics = metadata["camera_intrinsics"].astype(np.float32)
-        except KeyError as err:
-            raise OSError(f"{self._get_metadatapath(obj, instance, view_idx)!r} lacks {err}") from None
+        metapath = self._get_metadatapath(obj, instance, view_idx)
+        metadata = load_npz(metapath)
+        camera_pose, intrinsics = (np.float32(array) for array in
+                                   require_keys(metadata, ("camera_pose", "camera_intrinsics"), metapath))
         rgb_image = imread_cv2(impath)
         depthmap = self._read_depthmap(self._get_depthpath(obj, instance, view_idx), metadata)
         if mask_bg:
             depthmap = depthmap * self._read_mask(self._get_maskpath(obj, instance, view_idx))
-        rgb_image, depthmap, intrinsics = self._crop_resize_if_necessary(
-            rgb_image, depthmap, intrinsics, resolution, rng=rng, info=impath)
-        view = dict(img=rgb_image, depthmap=depthmap.astype(np.float32), camera_pose=camera_pose,
-                    camera_intrinsics=np.asarray(intrinsics, dtype=np.float32), dataset=self.dataset_label,
-                    label=osp.join(obj, instance), instance=osp.basename(impath))
-        return view, int((depthmap > 0.0).sum())
+        view = cropped_view(self, rgb_image, depthmap, intrinsics, camera_pose, resolution, rng,
+                            label=osp.join(obj, instance), instance=osp.basename(impath), info=impath)
+        return view, int((view["depthmap"] > 0.0).sum())
 
     def _get_views(self, idx: int, resolution, rng: np.random.Generator) -> List[Dict[str, Any]]:
         obj, instance = self.scene_list[idx // len(self.combinations)]

@@ -20,8 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from dust3r.datasets.base.base_stereo_view_dataset import BaseStereoViewDataset
-from dust3r.datasets.co3d import load_npz
-from dust3r.datasets.frame_io import cropped_view, index_file, load_frame
+from dust3r.datasets.frame_io import frame_view, index_file, load_npz
 
 __all__ = ["MegaDepth", "PAIRS_DTYPE", "VAL_SCENES"]
 
@@ -96,9 +95,6 @@ class MegaDepth(BaseStereoViewDataset):
         views = []
         for im_id in (im1_id, im2_id):
             img = str(self.all_images[im_id])
-            prefix = osp.join(seq_path, img)
-            image, depthmap, (intrinsics, camera_pose) = load_frame(
-                prefix + ".jpg", prefix + ".exr", prefix + ".npz", ("intrinsics", "cam2world"))
-            views.append(cropped_view(self, image, depthmap, intrinsics, camera_pose, resolution, rng,
-                                      label=osp.join(scene, subscene), instance=img, info=(seq_path, img)))
+            views.append(frame_view(self, osp.join(seq_path, img), resolution, rng, label=osp.join(scene, subscene),
+                                    instance=img, info=(seq_path, img)))
         return views

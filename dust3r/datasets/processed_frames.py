@@ -30,8 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from dust3r.datasets.base.base_stereo_view_dataset import BaseStereoViewDataset
-from dust3r.datasets.co3d import load_npz, missing_root_error
-from dust3r.datasets.frame_io import load_frame
+from dust3r.datasets.frame_io import CAMERA_KEYS, cropped_view, index_file, load_frame, load_npz, require_keys
 
 __all__ = ["ProcessedFramesDataset", "INDEX_FILE", "INDEX_KEYS", "SKY_DEPTH"]
 
@@ -70,19 +69,14 @@ class ProcessedFramesDataset(BaseStereoViewDataset):
         self._load_index()
 
     def _load_index(self) -> None:
-        path = osp.join(self.ROOT, INDEX_FILE)
-        if not osp.isfile(path):
-            raise missing_root_error(path, type(self).__name__, self.preprocess_script)
-        index = load_npz(path)
-        missing = [key for key in INDEX_KEYS if key not in index]
-        if missing:
-            raise OSError(f"{type(self).__name__}: index {path!r} lacks {missing}; rewrite it with "
-                          f"datasets_preprocess/{self.preprocess_script}")
-        self.scenes = index["scenes"].astype(str)
-        self.scene_splits = index["scene_splits"].astype(str)
-        self.frames = index["frames"].astype(str)
-        self.frame_scenes = index["frame_scenes"].astype(np.int64)
-        pairs = index["pairs"].astype(np.int64).reshape(-1, 2)
+        path = index_file(self, INDEX_FILE)
+        scenes, scene_splits, frames, frame_scenes, pairs = require_keys(
+            load_npz(path), INDEX_KEYS, path, hint=f"; rewrite it with datasets_preprocess/{self.preprocess_script}")
+        self.scenes = scenes.astype(str)
+        self.scene_splits = scene_splits.astype(str)
+        self.frames = frames.astype(str)
+        self.frame_scenes = frame_scenes.astype(np.int64)
+        pairs = pairs.astype(np.int64).reshape(-1, 2)
         self.pairs = pairs[self._select_pairs(pairs)]
 
     def _pair_scenes(self, pairs: np.ndarray) -> np.ndarray:
@@ -124,8 +118,7 @@ class ProcessedFramesDataset(BaseStereoViewDataset):
             OSError: a file is missing or unreadable, or the depth does not match the image.
         """
         scene, name, stem = self.frame_paths(frame)
-        image, depthmap, (intrinsics, cam2world) = load_frame(stem + ".jpg", stem + ".exr", stem + ".npz",
-                                                              ("intrinsics", "cam2world"))
+        image, depthmap, (intrinsics, cam2world) = load_frame(stem + ".jpg", stem + ".exr", stem + ".npz", CAMERA_KEYS)
         depthmap = np.where(np.isfinite(depthmap), depthmap, 0.0).astype(np.float32)
         depthmap = self.apply_sky(depthmap, depthmap < 0)
         intrinsics = self._adjust_intrinsics(intrinsics, *image.shape[:2])
@@ -136,10 +129,7 @@ class ProcessedFramesDataset(BaseStereoViewDataset):
         views = []
         for frame in self.pairs[idx]:
             view = self.read_frame(int(frame))
-            stem = self.frame_paths(int(frame))[2]
-            view["img"], view["depthmap"], view["camera_intrinsics"] = self._crop_resize_if_necessary(
-                view["img"], view["depthmap"], view["camera_intrinsics"], resolution, rng=rng, info=stem)
-            view["depthmap"] = np.float32(view["depthmap"])
-            view["camera_intrinsics"] = np.float32(view["camera_intrinsics"])
-            views.append(view)
+            views.append(cropped_view(self, view["img"], view["depthmap"], view["camera_intrinsics"],
+                                      view["camera_pose"], resolution, rng, label=view["label"],
+                                      instance=view["instance"], info=self.frame_paths(int(frame))[2]))
         return views

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from dust3r.datasets.base.base_stereo_view_dataset import BaseStereoViewDataset
-from dust3r.datasets.frame_io import cropped_view, index_file, load_frame
+from dust3r.datasets.frame_io import CAMERA_KEYS, cropped_view, index_file, load_frame
 
 __all__ = ["StaticThings3D", "PAIRS_DTYPE", "CAMERAS", "BACKGROUND_DEPTH"]
 
@@ -77,7 +77,7 @@ class StaticThings3D(BaseStereoViewDataset):
             folder = osp.join(self.ROOT, seq_path, cam)
             image, depthmap, (intrinsics, camera_pose) = load_frame(
                 osp.join(folder, img), osp.join(folder, num + ".exr"), osp.join(folder, num + ".npz"),
-                ("intrinsics", "cam2world"))
+                CAMERA_KEYS)
             if mask_bg:
                 depthmap[depthmap > BACKGROUND_DEPTH] = 0
             views.append(cropped_view(self, image, depthmap, intrinsics, camera_pose, resolution, rng,

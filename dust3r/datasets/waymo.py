@@ -18,8 +18,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from dust3r.datasets.base.base_stereo_view_dataset import BaseStereoViewDataset
-from dust3r.datasets.co3d import load_npz
-from dust3r.datasets.frame_io import cropped_view, index_file, load_frame
+from dust3r.datasets.frame_io import frame_view, index_file, load_npz
 
 __all__ = ["Waymo"]
 
@@ -65,9 +64,6 @@ class Waymo(BaseStereoViewDataset):
         views = []
         for view_index in (img1, img2):
             frame = str(self.frames[view_index])
-            prefix = osp.join(seq_path, frame)
-            image, depthmap, (intrinsics, camera_pose) = load_frame(
-                prefix + ".jpg", prefix + ".exr", prefix + ".npz", ("intrinsics", "cam2world"))
-            views.append(cropped_view(self, image, depthmap, intrinsics, camera_pose, resolution, rng,
-                                      label=scene, instance=frame, info=(seq_path, frame)))
+            views.append(frame_view(self, osp.join(seq_path, frame), resolution, rng, label=scene, instance=frame,
+                                    info=(seq_path, frame)))
         return views

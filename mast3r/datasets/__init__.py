@@ -9,7 +9,7 @@ builds a dataset string with these classes (see :func:`dust3r.datasets.parse.par
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from dust3r.datasets import READER_CLASSES, get_data_loader  # noqa: F401
 from dust3r.datasets import reader_class as _dust3r_reader_class

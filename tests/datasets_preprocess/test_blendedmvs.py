@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -115,11 +116,19 @@ class TestMain:
         with pytest.raises(FileNotFoundError, match="no BlendedMVS sequence"):
             pre.main(str(tmp_path), None, str(tmp_path / "out"))
 
-    def test_script_and_original_name_run(self, tmp_path):
+    def test_script_and_original_name_run(self, tmp_path, monkeypatch):
         make_fake_blendedmvs(str(tmp_path / "raw"), n_views=2)
-        for script in ("preprocess_blendedmvs.py", "preprocess_blendedMVS.py"):
-            res = subprocess.run([sys.executable, str(ROOT / "datasets_preprocess" / script), "--blendedmvs_dir",
-                                  str(tmp_path / "raw"), "--output_dir", str(tmp_path / script)],
-                                 capture_output=True, text=True, cwd=str(tmp_path))
-            assert res.returncode == 0, res.stderr
-            assert (tmp_path / script / "blendedmvs_pairs.npy").is_file()
+        script = "preprocess_blendedmvs.py"  # as a script from a checkout: its own process
+        res = subprocess.run([sys.executable, str(ROOT / "datasets_preprocess" / script), "--blendedmvs_dir",
+                              str(tmp_path / "raw"), "--output_dir", str(tmp_path / script)],
+                             capture_output=True, text=True, cwd=str(tmp_path))
+        assert res.returncode == 0, res.stderr
+        assert (tmp_path / script / "blendedmvs_pairs.npy").is_file()
+        script = "preprocess_blendedMVS.py"  # the original's name: its __main__ in this process (saves a start-up)
+        monkeypatch.setattr(sys, "argv", [script, "--blendedmvs_dir", str(tmp_path / "raw"), "--output_dir",
+                                          str(tmp_path / script)])
+        monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)  # leave this process's logging alone
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(ROOT / "datasets_preprocess" / script), run_name="__main__")
+        assert exit_info.value.code == 0
+        assert (tmp_path / script / "blendedmvs_pairs.npy").is_file()

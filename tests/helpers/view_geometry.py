@@ -8,7 +8,9 @@ import numpy as np
 from dust3r.synthetic import SyntheticScene
 
 
-def _project(K: np.ndarray, world2cam: np.ndarray, pts: np.ndarray):
+def project(K: np.ndarray, world2cam: np.ndarray, pts: np.ndarray):
+    """``(xy (N, 2) pixels, z (N,) depth)`` of world points ``pts`` (N, 3) in the camera ``K`` (3, 3), ``world2cam``
+    (4, 4)."""
     cam = pts @ world2cam[:3, :3].T + world2cam[:3, 3]
     uvw = cam @ K.T
     return uvw[:, :2] / uvw[:, 2:3], cam[:, 2]
@@ -36,7 +38,7 @@ def check_pair_against_scene(view1: Dict[str, Any], view2: Dict[str, Any], scene
 
     # loaded geometry: world point of view 1 -> pixel of view 2
     pts = np.asarray(view1["pts3d"], np.float64)[rows, cols]
-    loaded_xy, _ = _project(K2, np.linalg.inv(pose2), pts)
+    loaded_xy, _ = project(K2, np.linalg.inv(pose2), pts)
 
     # scene truth through the raw pixels
     pix1 = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64)

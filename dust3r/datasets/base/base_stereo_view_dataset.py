@@ -13,7 +13,7 @@ another pair drawn from the item's rng, so an epoch never stops on a bad sample.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import PIL.Image

@@ -128,6 +128,18 @@ def test_missing_file_is_skipped_with_a_warning(tmp_path, caplog):
     assert any(views[0]["label"] == "synthetic/train_001" for views in served)
 
 
+def test_metadata_without_maximum_depth_is_a_bad_sample(tmp_path):
+    root = make_synthetic_co3d.main(str(tmp_path / "s"), n_sequences=1, n_frames=3, image_size=(32, 24), seed=0,
+                                    n_test_sequences=0)
+    path = os.path.join(root, "synthetic", "train_000", "images", "frame000001.npz")
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files if key != "maximum_depth"}
+    np.savez(path, **arrays)
+    ds = Co3d(split="train", ROOT=root, mask_bg=False, resolution=(32, 24), seed=5)
+    with pytest.raises(OSError, match=r"frame000001.*lacks \['maximum_depth'\]"):
+        ds._load_frame("synthetic", "train_000", 1, False, (32, 24), np.random.default_rng(0))
+
+
 def test_missing_root_names_the_script(tmp_path):
     with pytest.raises(FileNotFoundError, match="preprocess_co3d.py") as err:
         Co3d(split="train", ROOT=str(tmp_path / "nowhere"), resolution=(W, H))

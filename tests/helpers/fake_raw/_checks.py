@@ -11,6 +11,7 @@ import numpy as np
 from dust3r.utils.exr import read_exr
 from dust3r.utils.image import imread_cv2
 from tests.helpers.fake_raw._scene import TruthFrame
+from tests.helpers.view_geometry import project
 
 
 @dataclass
@@ -134,11 +135,8 @@ def check_loaded_pair(views: Sequence[dict], truths: Sequence[TruthFrame], min_c
         rel = np.abs(served[ok] - expected[ok]) / expected[ok]
         assert np.median(rel) < 0.01, np.median(rel)
     pts = v1["pts3d"][v1["valid_mask"]].astype(np.float64)
-    world2cam2 = np.linalg.inv(np.float64(v2["camera_pose"]))
-    cam2 = pts @ world2cam2[:3, :3].T + world2cam2[:3, 3]
-    proj = cam2 @ np.float64(v2["camera_intrinsics"]).T
-    z = proj[:, 2]
-    u, v = np.round(proj[:, 0] / z).astype(int), np.round(proj[:, 1] / z).astype(int)
+    xy, z = project(np.float64(v2["camera_intrinsics"]), np.linalg.inv(np.float64(v2["camera_pose"])), pts)
+    u, v = np.round(xy).astype(int).T
     H2, W2 = v2["depthmap"].shape
     inside = (z > 0) & (u >= 0) & (u < W2) & (v >= 0) & (v < H2)
     assert inside.mean() > 0.3, inside.mean()
