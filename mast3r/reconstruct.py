@@ -1,15 +1,24 @@
-"""Command-line multi-view reconstruction with MASt3R's sparse global alignment.
+"""Command-line multi-view reconstruction with MASt3R: sparse global alignment, or pycolmap mapping of MASt3R matches.
 
 ::
 
     python3 -m mast3r.reconstruct IMAGES_OR_DIR [...] --weights CKPT | --model_name NAME --out DIR [--overwrite] \\
-        [--scene-graph complete|swin-N|logwin-N|oneref-ID] [--image-size 512] [--known-intrinsics K.json] \\
+        [--scene-graph complete|swin-N|logwin-N|oneref-ID|retrieval-Na-k --retrieval-model R.pth] \\
+        [--image-size 512] [--known-intrinsics K.json] \\
         [--device cuda] [--niter1 500 --niter2 200 --lr1 0.07 --lr2 0.014 --optim-level refine+depth] \\
-        [--formats glb,ply,colmap,nerfstudio,cameras,depth]
+        [--formats glb,ply,colmap,nerfstudio,cameras,depth] \\
+        [--mapper sparse_ga|colmap_global|colmap_incremental [--match-cache DIR] [--camera-model SIMPLE_PINHOLE]
+         [--conf-thr 1.001] [--min-track-length 2]]
 
 The pipeline is :mod:`mast3r.reconstruction` (the browser demo runs the same one)::
 
     validate_args -> load model -> run_sparse_pipeline -> export_scene (into a staging folder) -> move to --out
+
+With ``--mapper colmap_global`` (GLOMAP) or ``colmap_incremental`` the cameras come from pycolmap's mappers on a
+COLMAP database of MASt3R matches instead (:func:`mast3r.reconstruction.run_mapping_pipeline`, for sets of
+hundreds of images): the matches stream through a resumable on-disk cache (``--match-cache``, reused by later
+runs with the same model, images and options), and ``--out`` also gets ``mapper/`` (the database and the mapper's
+own model with its full tracks, ``mapper/sparse/0``).
 
 Everything that can be checked is checked first, by :func:`validate_args` (images exist and decode, output
 folder writable, checkpoint holds a MASt3R model, device available, scene graph, intrinsics file): each problem
@@ -41,9 +50,9 @@ from dust3r.inputs import InputError, check_image_size, check_output_dir, check_
 from dust3r.reconstruction import fit_image_size
 from dust3r.utils.views import model_patch_size
 from mast3r.cloud_opt.defaults import ALIGNMENT_DEFAULTS, OPTIM_LEVELS
-from mast3r.reconstruction import (ALL_FORMATS, DEFAULT_MODEL, ReconstructError, SparseOptions,  # noqa: F401
-                                   collect_images, export_scene, parse_formats, read_known_intrinsics,
-                                   run_sparse_pipeline)
+from mast3r.reconstruction import (ALL_FORMATS, DEFAULT_MODEL, MAPPERS, ReconstructError,  # noqa: F401
+                                   SparseOptions, check_retrieval_input, collect_images, export_scene, parse_formats,
+                                   read_known_intrinsics, run_mapping_pipeline, run_sparse_pipeline)
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +77,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="output folder (written at the end of the run; an existing non-empty one needs --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder whole")
     p.add_argument("--scene-graph", "--scene_graph", dest="scene_graph", default="complete",
-                   help="complete | swin-N[-noncyclic] | logwin-N[-noncyclic] | oneref-ID")
+                   help="complete | swin-N[-noncyclic] | logwin-N[-noncyclic] | oneref-ID | retrieval-Na-k "
+                        "(with --retrieval-model)")
     p.add_argument("--image-size", "--image_size", dest="image_size", type=int, default=512,
                    help="long side of the network input (rounded to a multiple of the patch size)")
     p.add_argument("--known-intrinsics", "--known_intrinsics", dest="known_intrinsics", default=None,
@@ -90,6 +100,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsdf-thresh", "--TSDF_thresh", dest="tsdf_thresh", type=float, default=0.0)
     p.add_argument("--formats", default="glb,ply,colmap,cameras",
                    help=f"comma-separated subset of {','.join(ALL_FORMATS)} (or 'all')")
+    p.add_argument("--retrieval-model", "--retrieval_model", dest="retrieval_model", default=None,
+                   help="retrieval checkpoint for --scene-graph retrieval-Na-k")
+    p.add_argument("--mapper", default="sparse_ga", choices=MAPPERS,
+                   help="sparse_ga: MASt3R sparse global alignment; colmap_global / colmap_incremental: pycolmap's "
+                        "GLOMAP / incremental mapper on MASt3R matches (large image sets)")
+    p.add_argument("--match-cache", "--match_cache", dest="match_cache", default=None,
+                   help="colmap mappers: persistent match cache folder (resumable; default: inside the run)")
+    p.add_argument("--camera-model", "--camera_model", dest="camera_model", default="SIMPLE_PINHOLE",
+                   choices=("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "OPENCV"),
+                   help="colmap mappers: COLMAP camera model")
+    p.add_argument("--conf-thr", "--conf_thr", dest="conf_thr", type=float, default=1.001,
+                   help="colmap mappers: matches of lower descriptor confidence are dropped (the original's default)")
+    p.add_argument("--min-track-length", "--min_len_track", dest="min_track_length", type=int, default=2,
+                   help="colmap mappers: drop keypoints whose track spans fewer images")
     p.add_argument("--quiet", "-q", action="store_true", help="only errors")
     return p
 
@@ -106,6 +130,7 @@ class ValidatedInputs:
     scene_graph: str
     known_K: Optional[Dict[int, np.ndarray]]
     source: Optional[str]  # checkpoint to load (None when a model object is given)
+    mapping: Any = None  # MappingOptions of the colmap mappers (None: sparse_ga)
 
 
 class InvalidInputs(ReconstructError):
@@ -157,7 +182,9 @@ def validate_args(args: argparse.Namespace, model: Any = None) -> ValidatedInput
     paths = attempt(collect_images, args.images)
     image_size = attempt(_image_size, args.image_size, paths, model_patch_size(model))
     if paths is not None:
-        attempt(check_scene_graph, args.scene_graph, max(len(paths), 2))
+        attempt(check_scene_graph, args.scene_graph, max(len(paths), 2), retrieval=args.retrieval_model is not None)
+    if args.retrieval_model is not None:
+        attempt(check_retrieval_input, args.retrieval_model, "--retrieval-model")
     known = None
     if args.known_intrinsics and paths is not None:
         known = attempt(read_known_intrinsics, args.known_intrinsics, paths)
@@ -167,9 +194,31 @@ def validate_args(args: argparse.Namespace, model: Any = None) -> ValidatedInput
     source = None
     if model is None:
         source = attempt(check_weights, args.weights, args.model_name or DEFAULT_MODEL, MODEL_CLASSES)
+    mapping = attempt(_mapping_options, args, paths)
     if problems:
         raise InvalidInputs(problems)
-    return ValidatedInputs(paths, out_dir, formats, options, device, image_size, args.scene_graph, known, source)
+    return ValidatedInputs(paths, out_dir, formats, options, device, image_size, args.scene_graph, known, source,
+                           mapping)
+
+
+def _mapping_options(args: argparse.Namespace, paths: Optional[Sequence[str]]):
+    """:class:`mast3r.colmap.MappingOptions` for the colmap mappers (None for sparse_ga); checks their inputs."""
+    if args.mapper == "sparse_ga":
+        return None
+    from mast3r.colmap import MappingOptions
+
+    if paths is not None and len(paths) < 3:
+        raise ReconstructError(f"--mapper {args.mapper} needs at least 3 images, got {len(paths)}")
+    if args.match_cache and os.path.exists(args.match_cache) and not os.path.isdir(args.match_cache):
+        raise ReconstructError(f"--match-cache {args.match_cache!r} exists and is not a folder")
+    try:
+        from mast3r.colmap.database import require_pycolmap
+
+        require_pycolmap()
+        return MappingOptions(conf_thr=args.conf_thr, camera_model=args.camera_model,
+                              min_track_length=args.min_track_length, shared_intrinsics=args.shared_intrinsics)
+    except (ImportError, ValueError) as exc:
+        raise ReconstructError(f"--mapper {args.mapper}: {exc}") from None
 
 
 def _staging_dir(out_dir: str) -> str:
@@ -194,6 +243,16 @@ def _publish(staging: str, out_dir: str) -> None:
         os.rename(old, out_dir)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _keep_mapper_outputs(result: Any, mapper_dir: str) -> None:
+    """Leave the database and the largest model (``mapper/sparse/0``, full tracks) in ``mapper_dir``; drop the rest
+    (the other models, a match cache kept there)."""
+    sparse = os.path.join(mapper_dir, "sparse")
+    shutil.rmtree(sparse, ignore_errors=True)
+    os.makedirs(os.path.join(sparse, "0"))
+    result.scene.reconstruction.write(os.path.join(sparse, "0"))
+    shutil.rmtree(os.path.join(mapper_dir, "match_cache"), ignore_errors=True)
 
 
 def _load_model(source: str, device: str):
@@ -222,13 +281,21 @@ def main(argv: Optional[Sequence[str]] = None, model: Any = None) -> int:
             if model is None:
                 model = _load_model(inputs.source, inputs.device)
             bar.update()
-            bar.set_postfix_str(f"alignment of {len(inputs.paths)} images")
-            scene, names = run_sparse_pipeline(model, inputs.paths, inputs.device, inputs.image_size,
-                                               inputs.scene_graph, inputs.options, None, inputs.known_K,
-                                               verbose=verbose)
+            staging = _staging_dir(inputs.out_dir)
+            if inputs.mapping is None:
+                bar.set_postfix_str(f"alignment of {len(inputs.paths)} images")
+                scene, names = run_sparse_pipeline(model, inputs.paths, inputs.device, inputs.image_size,
+                                                   inputs.scene_graph, inputs.options, None, inputs.known_K,
+                                                   verbose=verbose, retrieval_model=args.retrieval_model)
+            else:
+                bar.set_postfix_str(f"{args.mapper} mapping of {len(inputs.paths)} images")
+                scene, names, result = run_mapping_pipeline(
+                    model, inputs.paths, inputs.device, os.path.join(staging, "mapper"), inputs.image_size,
+                    inputs.scene_graph, args.mapper, inputs.mapping, args.match_cache, inputs.known_K,
+                    verbose=verbose, retrieval_model=args.retrieval_model)
+                _keep_mapper_outputs(result, os.path.join(staging, "mapper"))
             bar.update()
             bar.set_postfix_str("export")
-            staging = _staging_dir(inputs.out_dir)
             files = export_scene(scene, staging, inputs.formats, names, min_conf_thr=args.min_conf_thr,
                                  clean_depth=args.clean_depth, tsdf_thresh=args.tsdf_thresh)
             _publish(staging, inputs.out_dir)

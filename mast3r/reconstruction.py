@@ -29,7 +29,8 @@ from dust3r.utils.views import model_patch_size, view_meta
 from mast3r.cloud_opt.defaults import ALIGNMENT_DEFAULTS, OPTIM_LEVELS
 
 __all__ = ["DEFAULT_MODEL", "ALL_FORMATS", "OPTIM_LEVELS", "ReconstructError", "SparseOptions", "collect_images",
-           "read_known_intrinsics", "parse_formats", "run_sparse_pipeline", "export_scene"]
+           "read_known_intrinsics", "parse_formats", "check_retrieval_input", "make_view_pairs", "run_sparse_pipeline",
+           "export_scene"]
 
 DEFAULT_MODEL = "MASt3R_ViTLarge_BaseDecoder_512_catmlpdpt_metric"
 
@@ -137,10 +138,57 @@ def _unique_keys(paths: Sequence[str], count: int) -> List[str]:
     return keys
 
 
+def check_retrieval_input(path: str, flag: str = "--retrieval_model") -> str:
+    """Check a retrieval checkpoint given on a command line or to the demo before anything is loaded (asmk / faiss
+    installed, the checkpoint and its codebook present and safe); returns ``path``.
+
+    Raises:
+        InputError: one line saying why image retrieval is not available.
+    """
+    from mast3r.retrieval.processor import check_retrieval_model
+
+    try:
+        check_retrieval_model(path)
+    except (ImportError, ValueError) as exc:  # CheckpointError is a ValueError
+        raise InputError(f"{flag} {path}: image retrieval is not available: {exc}") from None
+    return path
+
+
+def make_view_pairs(views: Sequence[Dict[str, Any]], paths: Sequence[str], scene_graph: str, model: Any = None,
+                    device: Any = None, retrieval_model: Optional[str] = None) -> List[Tuple[dict, dict]]:
+    """The symmetrized ``(view1, view2)`` pairs of ``scene_graph``; ``retrieval-Na-k`` graphs rank the images with
+    the retrieval checkpoint ``retrieval_model`` on ``model``'s encoder (:mod:`mast3r.retrieval`).
+
+    ``paths`` are the image files of ``views`` (one image paired with its copy: the same path twice).
+
+    Raises:
+        ReconstructError: a bad scene graph, a retrieval graph without ``retrieval_model``, no pair.
+    """
+    from dust3r.image_pairs import make_pairs
+    from dust3r.scene_graph import parse_scene_graph
+
+    sim_mat = None
+    try:
+        if parse_scene_graph(scene_graph, len(views)).needs_similarity:
+            if retrieval_model is None:
+                raise ReconstructError(f"scene graph {scene_graph!r} needs a retrieval model (--retrieval_model)")
+            from mast3r.retrieval.processor import retrieval_similarity
+
+            files = [paths[min(i, len(paths) - 1)] for i in range(len(views))]
+            sim_mat = retrieval_similarity(files, retrieval_model, backbone=model, device=device)
+        pairs = make_pairs(views, scene_graph=scene_graph, prefilter=None, symmetrize=True, sim_mat=sim_mat)
+    except ValueError as exc:  # includes CheckpointError
+        raise ReconstructError(str(exc)) from None
+    if not pairs:
+        raise ReconstructError(f"scene graph {scene_graph!r} gives no image pairs for {len(views)} images")
+    return pairs
+
+
 def run_sparse_pipeline(model: Any, paths: Sequence[str], device: str, image_size: int = 512,
                         scene_graph: str = "complete", options: Optional[SparseOptions] = None,
                         cache_dir: Optional[str] = None, known_K: Optional[Mapping[int, np.ndarray]] = None,
-                        verbose: bool = True, progress=None, **aligner_kw: Any) -> Tuple[Any, List[str]]:
+                        verbose: bool = True, progress=None, retrieval_model: Optional[str] = None,
+                        **aligner_kw: Any) -> Tuple[Any, List[str]]:
     """Images -> MASt3R sparse global alignment. Returns ``(scene, names)`` (a ``SparseGA``, image names).
 
     Args:
@@ -149,18 +197,19 @@ def run_sparse_pipeline(model: Any, paths: Sequence[str], device: str, image_siz
         device: torch device for the network and the optimisation.
         image_size: long side after resize (512 / 224 for the official checkpoints; other sizes are rounded to
             a multiple of the patch size, with a note in the log).
-        scene_graph: ``make_pairs`` scene graph (``complete``, ``swin-N[-noncyclic]``, ``logwin-N``, ``oneref-ID``).
+        scene_graph: ``make_pairs`` scene graph (``complete``, ``swin-N[-noncyclic]``, ``logwin-N``, ``oneref-ID``,
+            ``retrieval-Na-k`` with ``retrieval_model``).
         options: :class:`SparseOptions`.
         cache_dir: folder for the aligner's per-pair caches (a temporary folder, removed at the end, if None).
         known_K: ``{image index: K (3, 3) original pixels}`` (see :func:`read_known_intrinsics`).
         verbose: progress bars and logs.
         progress: optional ``callable(fraction, desc=...)`` (the demo's ``gr.Progress``).
+        retrieval_model: retrieval checkpoint (``.pth`` with its ``_codebook.pkl``) for ``retrieval`` graphs.
         **aligner_kw: further options of ``sparse_global_alignment`` (e.g. ``subsample``).
 
     Raises:
         ReconstructError / UserInputError: unreadable images, a scene graph without pairs (before inference).
     """
-    from dust3r.image_pairs import make_pairs
     from mast3r.cloud_opt.sparse_ga import sparse_global_alignment
 
     opts = options or SparseOptions()
@@ -169,12 +218,9 @@ def run_sparse_pipeline(model: Any, paths: Sequence[str], device: str, image_siz
     report(0.02, desc="loading images")
     views, names = prepare_views(paths, image_size, model_patch_size(model), verbose)
     keys = _unique_keys(paths, len(views))
-    try:
-        pairs = make_pairs(views, scene_graph=scene_graph, prefilter=None, symmetrize=True)
-    except (ValueError, NotImplementedError) as exc:
-        raise ReconstructError(str(exc)) from None
-    if not pairs:
-        raise ReconstructError(f"scene graph {scene_graph!r} gives no image pairs for {len(views)} images")
+    if retrieval_model is not None:
+        report(0.05, desc="ranking the images (retrieval)")
+    pairs = make_view_pairs(views, paths, scene_graph, model, device, retrieval_model)
 
     kw: Dict[str, Any] = dict(opts.aligner_kwargs(), device=device, verbose=verbose)
     if known_K:  # original-image pixels, converted by the aligner with each view's resize/crop metadata
@@ -217,3 +263,65 @@ def export_scene(scene: Any, out_dir: str, formats: Sequence[str], names: Sequen
     files = export_all(scene, out_dir, formats=tuple(formats), min_conf_thr=float(min_conf_thr),
                        clean_depth=bool(clean_depth), tsdf_thresh=float(tsdf_thresh), names=list(names))
     return {k: str(v) for k, v in files.items()}
+
+
+# ============================================================================================
+# mapping of large image sets with pycolmap (MASt3R-SfM); kept apart from the sparse pipeline above
+# ============================================================================================
+#: ``--mapper`` choices: MASt3R's sparse global alignment, or pycolmap's global (GLOMAP) / incremental mapper
+MAPPERS = ("sparse_ga", "colmap_global", "colmap_incremental")
+
+
+def _relative_names(paths: Sequence[str]) -> Tuple[str, List[str]]:
+    """``(root, names)``: the deepest common folder of ``paths`` and each path relative to it ('/' separated)."""
+    absolute = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return root, [os.path.relpath(p, root).replace(os.sep, "/") for p in absolute]
+
+
+def run_mapping_pipeline(model: Any, paths: Sequence[str], device: str, work_dir: str, image_size: int = 512,
+                         scene_graph: str = "swin-5", mapper: str = "colmap_global", options: Any = None,
+                         cache_dir: Optional[str] = None, known_K: Optional[Mapping[int, np.ndarray]] = None,
+                         verbose: bool = True, progress=None, retrieval_model: Optional[str] = None,
+                         pairs: Optional[Sequence[Any]] = None) -> Tuple[Any, List[str], Any]:
+    """Images -> MASt3R matches on a pair graph -> COLMAP database -> pycolmap mapper.
+
+    Returns ``(scene_data, names, result)``: a :class:`dust3r.export.SceneData` of the registered images (for
+    :func:`export_scene`), their names, and the :class:`mast3r.colmap.MappingResult` (database, model folder,
+    per-view poses). See :mod:`mast3r.colmap.pipeline`.
+
+    Args:
+        model, paths, device, image_size, known_K, verbose, progress, retrieval_model: as :func:`run_sparse_pipeline`.
+        work_dir: the database and the mapper's models are written there.
+        scene_graph: pair graph (``swin-N``, ``logwin-N``, ``complete``, ``retrieval-Na-k``...), unless ``pairs``.
+        mapper: ``colmap_global`` or ``colmap_incremental``.
+        options: :class:`mast3r.colmap.MappingOptions` (its ``mapper`` is set from ``mapper``).
+        cache_dir: persistent match cache (a later run with the same model, images and options reuses it).
+        pairs: explicit ``(i, j)`` image pairs (any source, e.g. a retrieval pairs file); overrides ``scene_graph``.
+
+    Raises:
+        ReconstructError: bad inputs (duplicate images, no pairs, an unknown mapper); MappingError: nothing mapped.
+    """
+    import dataclasses
+
+    from mast3r.colmap import MappingOptions, run_colmap_mapping
+
+    if mapper not in MAPPERS[1:]:
+        raise ReconstructError(f"mapper must be one of {MAPPERS[1:]} here, got {mapper!r}")
+    opts = dataclasses.replace(options or MappingOptions(), mapper=mapper.split("_", 1)[1])
+    if len(set(os.path.abspath(p) for p in paths)) != len(paths) or len(paths) < 2:
+        raise ReconstructError(f"mapping needs at least 2 distinct images, got {len(paths)} path(s) "
+                               f"({len(set(os.path.abspath(p) for p in paths))} distinct)")
+    report = progress or (lambda *a, **k: None)
+    report(0.02, desc="loading images")
+    views, names = prepare_views(paths, image_size, model_patch_size(model), verbose)
+    root, rel = _relative_names(paths)
+    if pairs is None:
+        pairs = make_view_pairs(views, paths, scene_graph, model, device, retrieval_model)
+    try:
+        result = run_colmap_mapping(model, views, rel, pairs, work_dir, cache_dir=cache_dir, image_dir=root,
+                                    device=device, options=opts, known_K=known_K, verbose=verbose, progress=progress)
+    except ValueError as exc:
+        raise ReconstructError(str(exc)) from None
+    keep = [k for k in range(len(views)) if result.scene.registered[k]]
+    return result.scene.to_scene_data(views, names), [names[k] for k in keep], result
