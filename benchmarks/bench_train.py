@@ -14,7 +14,8 @@ from ``dust3r.training``). Each configuration runs in its own subprocess (peak R
   does not use; when scikit-learn is absent a stand-in module that raises on use is put on its path.
 
 The first step is a warm-up; the table gives the median of the next ``--steps`` steps, samples (pairs) per second,
-the peak RSS of the process, and the first step's loss (equal for both implementations up to float rounding).
+the process CPU time per step (comparable on a busy machine, unlike wall time), the peak RSS of the process,
+and the first step's loss (equal for both implementations up to float rounding).
 
 Example (a quiet machine; the full size needs ~15 GB per configuration)::
 
@@ -179,19 +180,22 @@ def worker(config: str, size: str, batch_path: str, batch_size: int, steps: int,
     model.train(True)
     optimizer = optimizer_for(model)
     times: List[float] = []
+    cpu_times: List[float] = []
     losses: List[float] = []
     for _ in range(steps + 1):
         batch = load_batch(batch_path, batch_size)  # fresh views each step (the loss may write into them)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = loss_of_one_batch(batch, model, criterion, "cpu", symmetrize_batch=True, use_amp=False)["loss"][0]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         losses.append(float(loss))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _memory import peak_rss_kb
-    return dict(config=config, size=size, times=times[1:], losses=losses, peak_rss_gb=peak_rss_kb() / 1e6)
+    return dict(config=config, size=size, times=times[1:], cpu_times=cpu_times[1:], losses=losses,
+                peak_rss_gb=peak_rss_kb() / 1e6)
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -209,17 +213,18 @@ def run_config(config: str, args, batch_path: Path) -> Dict:
 
 def print_table(results: List[Dict], batch_size: int) -> None:
     base = next((r for r in results if r["config"] == "original"), None)
-    print(f"| config | size | median s / step | samples/s | peak RSS GB | first loss |"
-          + (" speed-up | memory ratio | loss rel. diff |" if base else ""))
-    print("|---|---|---|---|---|---|" + ("---|---|---|" if base else ""))
+    print(f"| config | size | median s / step | CPU s / step | samples/s | peak RSS GB | first loss |"
+          + (" speed-up | CPU-time ratio | memory ratio | loss rel. diff |" if base else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|---|---|---|" if base else ""))
     for r in results:
-        med = statistics.median(r["times"])
-        row = (f"| {r['config']} | {r['size']} | {med:.3f} | {batch_size / med:.2f} | {r['peak_rss_gb']:.2f} | "
-               f"{r['losses'][0]:.6f} |")
+        med, cpu = statistics.median(r["times"]), statistics.median(r["cpu_times"])
+        row = (f"| {r['config']} | {r['size']} | {med:.2f} | {cpu:.2f} | {batch_size / med:.3f} | "
+               f"{r['peak_rss_gb']:.2f} | {r['losses'][0]:.6f} |")
         if base:
-            bmed = statistics.median(base["times"])
+            bmed, bcpu = statistics.median(base["times"]), statistics.median(base["cpu_times"])
             rel = abs(r["losses"][0] - base["losses"][0]) / max(abs(base["losses"][0]), 1e-12)
-            row += f" {bmed / med:.2f}x | {r['peak_rss_gb'] / base['peak_rss_gb']:.2f} | {rel:.1e} |"
+            row += (f" {bmed / med:.2f}x | {cpu / bcpu:.2f} | {r['peak_rss_gb'] / base['peak_rss_gb']:.2f} |"
+                    f" {rel:.1e} |")
         print(row)
 
 
@@ -244,7 +249,10 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     with tempfile.TemporaryDirectory() as tmp:
         batch_path = Path(tmp) / "batch.npz"
         make_batch(batch_path, args.batch_size, args.resolution[1], args.resolution[0], args.n_corres)
-        results = [run_config(c, args, batch_path) for c in configs]
+        results = []
+        for config in configs:
+            results.append(run_config(config, args, batch_path))
+            print(f"# {config}: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     print_table(results, args.batch_size)
     return results
 

@@ -8,8 +8,8 @@ allow-lists.
 from __future__ import annotations
 
 from .args import AMP_CHOICES, amp_dtype, check_args, get_args_parser
-from .builders import (build_criteria, build_dataset, build_model, build_test_loaders, load_pretrained_weights,
-                       split_dataset_sum, test_set_name)
+from .builders import (build_criteria, build_dataset, build_model, build_optimizer, build_test_loaders,
+                       load_pretrained_weights, split_dataset_sum, test_set_name)
 from .checkpointing import (SAVE_PAUSE_ENV, ResumeState, checkpoint_path, resume_checkpoint, save_checkpoint,
                             save_final_model)
 from .loop import SkipBatches, set_epoch, skip_batches, test_one_epoch, train_one_epoch
@@ -17,7 +17,7 @@ from .runner import enable_gradient_checkpointing, train
 
 __all__ = [
     "train", "get_args_parser", "train_one_epoch", "test_one_epoch", "build_dataset", "build_test_loaders",
-    "build_model", "build_criteria", "load_pretrained_weights", "save_checkpoint", "save_final_model",
+    "build_model", "build_optimizer", "build_criteria", "load_pretrained_weights", "save_checkpoint", "save_final_model",
     "resume_checkpoint", "checkpoint_path", "ResumeState", "SkipBatches", "skip_batches", "set_epoch",
     "split_dataset_sum", "test_set_name", "amp_dtype", "check_args", "AMP_CHOICES", "SAVE_PAUSE_ENV",
     "enable_gradient_checkpointing",

@@ -21,7 +21,8 @@ from croco.utils.misc import NativeScalerWithGradNormCount as NativeScaler
 
 from ..losses import parse_criterion as dust3r_parse_criterion
 from .args import amp_dtype, check_args
-from .builders import build_criteria, build_dataset, build_model, build_test_loaders, load_pretrained_weights
+from .builders import (build_criteria, build_dataset, build_model, build_optimizer, build_test_loaders,
+                       load_pretrained_weights)
 from .checkpointing import LAST, ResumeState, checkpoint_path, resume_checkpoint, save_checkpoint, save_final_model
 from .loop import test_one_epoch, train_one_epoch
 
@@ -197,8 +198,7 @@ def train(args: argparse.Namespace, *, parse_criterion: Optional[Callable] = Non
             static_graph=True)
         model_without_ddp = model.module
     # following timm: no weight decay for biases and norm layers
-    param_groups = misc.get_parameter_groups(model_without_ddp, args.weight_decay)
-    optimizer = torch.optim.AdamW(param_groups, lr=args.lr, betas=(0.9, 0.95))
+    optimizer = build_optimizer(model_without_ddp, args.lr, args.weight_decay)
     loss_scaler = NativeScaler(enabled=amp_dtype(args.amp) == torch.float16, device=device.type)
 
     state = ResumeState()
