@@ -1,13 +1,9 @@
 #!/usr/bin/env python3
 """The original's script name: runs :mod:`datasets_preprocess.preprocess_blendedmvs` (same flags)."""
 import logging
-import os.path as osp
 import sys
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from datasets_preprocess.preprocess_blendedmvs import get_parser, main  # noqa: E402,F401
+from datasets_preprocess.preprocess_blendedmvs import get_parser, main
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -41,14 +41,11 @@ from typing import Any, Dict, List, Sequence
 import cv2
 import numpy as np
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from datasets_preprocess._frames import (OPENGL_TO_OPENCV, FrameData, FrameJob, PreprocessResult,  # noqa: E402
+from datasets_preprocess._frames import (OPENGL_TO_OPENCV, FrameData, FrameJob, PreprocessResult,
                                          SceneJob, convert_dataset, gap_pairs, load_npy)
-from dust3r.datasets.processed_frames import SKY_DEPTH  # noqa: E402
-from dust3r.utils.geometry import colmap_to_opencv_intrinsics  # noqa: E402
-from dust3r.utils.image import imread_cv2  # noqa: E402
+from dust3r.datasets.processed_frames import SKY_DEPTH
+from dust3r.utils.geometry import colmap_to_opencv_intrinsics
+from dust3r.utils.image import imread_cv2
 
 logger = logging.getLogger(__name__)
 

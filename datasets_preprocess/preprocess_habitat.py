@@ -37,11 +37,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from datasets_preprocess._common import process_samples, report  # noqa: E402
-from dust3r.datasets.habitat import N_VIEWS, read_camera_params, scene_list_name, view_files  # noqa: E402
+from datasets_preprocess._common import process_samples, report
+from dust3r.datasets.habitat import N_VIEWS, read_camera_params, scene_list_name, view_files
 
 logger = logging.getLogger(__name__)
 

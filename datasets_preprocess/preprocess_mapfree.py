@@ -37,12 +37,9 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from datasets_preprocess._frames import (FrameData, FrameJob, PreprocessResult, SceneJob, convert_dataset,  # noqa: E402
+from datasets_preprocess._frames import (FrameData, FrameJob, PreprocessResult, SceneJob, convert_dataset,
                                          quaternion_to_rotation, rigid)
-from dust3r.utils.image import imread_cv2  # noqa: E402
+from dust3r.utils.image import imread_cv2
 
 logger = logging.getLogger(__name__)
 

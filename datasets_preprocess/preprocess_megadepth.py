@@ -38,15 +38,13 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,
                                          write_frame_files)
-from dust3r.datasets.megadepth import PAIRS_DTYPE  # noqa: E402
-from dust3r.datasets.utils import cropping  # noqa: E402
-from dust3r.export.colmap import read_colmap_model  # noqa: E402
-from dust3r.utils.image import imread_cv2  # noqa: E402
+from dust3r.datasets.megadepth import PAIRS_DTYPE
+from dust3r.datasets.utils import cropping
+from dust3r.export.colmap import read_colmap_model
+from dust3r.utils.image import imread_cv2
+from dust3r.utils.safe_pickle import safe_load_npz
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +142,9 @@ def _load_pairs(pairs_path: Optional[str], megadepth_dir: str, sfms: Dict[Tuple[
                 min_shared: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(scenes, images, pairs)`` from naver's pairs file, or from the SfM co-visibility."""
     if pairs_path:
-        with np.load(pairs_path, allow_pickle=True) as data:
-            return (np.asarray(data["scenes"]).astype(str), np.asarray(data["images"]).astype(str),
-                    np.asarray(data["pairs"]))
+        data = safe_load_npz(pairs_path)  # its name arrays are pickled str objects: unpickled with an allow-list
+        return (np.asarray(data["scenes"]).astype(str), np.asarray(data["images"]).astype(str),
+                np.asarray(data["pairs"]))
     scenes = [f"{scene} {sub}" for scene, sub in sorted(sfms)]
     images: Dict[str, int] = {}
     rows = []

@@ -35,14 +35,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,
                                          write_frame_files)
-from dust3r.datasets.staticthings3d import CAMERAS, PAIRS_DTYPE  # noqa: E402
-from dust3r.datasets.utils import cropping  # noqa: E402
-from dust3r.utils.image import imread_cv2  # noqa: E402
+from dust3r.datasets.staticthings3d import CAMERAS, PAIRS_DTYPE
+from dust3r.datasets.utils import cropping
+from dust3r.utils.image import imread_cv2
 
 logger = logging.getLogger(__name__)
 

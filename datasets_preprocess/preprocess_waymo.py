@@ -40,15 +40,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import PIL.Image
 
-if __name__ == "__main__" and __package__ is None:  # run as a script from a checkout
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,  # noqa: E402
+from datasets_preprocess._common import (frame_done, keep_written_pairs, process_samples, report,
                                          write_frame_files)
-from dust3r.datasets.frame_io import load_npz  # noqa: E402
-from dust3r.datasets.utils import cropping  # noqa: E402
-from dust3r.utils.geometry import geotrf  # noqa: E402
-from dust3r.utils.image import imread_cv2  # noqa: E402
+from dust3r.datasets.frame_io import load_npz
+from dust3r.datasets.utils import cropping
+from dust3r.utils.geometry import geotrf
+from dust3r.utils.image import imread_cv2
 
 logger = logging.getLogger(__name__)
 

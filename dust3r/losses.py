@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from dust3r.inference import get_pred_pts3d
-from dust3r.utils.checkpoint.constructor import _fragment
+from dust3r.utils.checkpoint.constructor import source_fragment
 from dust3r.utils.geometry import (geotrf, get_joint_pointcloud_center_scale, get_joint_pointcloud_depth, inv,
                                    normalize_pointcloud)
 
@@ -312,12 +312,12 @@ def _evaluate(node: ast.AST, text: str, names: Mapping[str, Any]):
     if isinstance(node, ast.Constant):
         if node.value is None or isinstance(node.value, (bool, int, float, str)):
             return node.value
-        raise ValueError(f"unsupported constant {_fragment(text, node)} in criterion {text!r}")
+        raise ValueError(f"unsupported constant {source_fragment(text, node)} in criterion {text!r}")
     if isinstance(node, (ast.Name, ast.Attribute)):
         dotted = _dotted(node)
         if dotted in names:
             return names[dotted]
-        raise ValueError(f"name {_fragment(text, node)!r} is not allowed in a criterion string; allowed: "
+        raise ValueError(f"name {source_fragment(text, node)!r} is not allowed in a criterion string; allowed: "
                          f"{sorted(names)}")
     if isinstance(node, (ast.Tuple, ast.List)):
         items = [_evaluate(e, text, names) for e in node.elts]
@@ -325,7 +325,7 @@ def _evaluate(node: ast.AST, text: str, names: Mapping[str, Any]):
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _evaluate(node.operand, text, names)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"unary +/- applies to numbers only: {_fragment(text, node)}")
+            raise ValueError(f"unary +/- applies to numbers only: {source_fragment(text, node)}")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult, ast.Sub)):
         left, right = _evaluate(node.left, text, names), _evaluate(node.right, text, names)
@@ -335,24 +335,24 @@ def _evaluate(node: ast.AST, text: str, names: Mapping[str, Any]):
         if not (isinstance(left, (MultiLoss,) + numbers) and isinstance(right, (MultiLoss,) + numbers)) \
                 or (isinstance(node.op, ast.Add) and isinstance(left, MultiLoss) != isinstance(right, MultiLoss)):
             raise ValueError(f"operators combine losses and numbers only (loss + loss, number * loss): "
-                             f"{_fragment(text, node)}")
+                             f"{source_fragment(text, node)}")
         try:
             return left * right if isinstance(node.op, ast.Mult) else left + right
         except TypeError:
-            raise ValueError(f"unsupported combination {_fragment(text, node)}") from None
+            raise ValueError(f"unsupported combination {source_fragment(text, node)}") from None
     if isinstance(node, ast.Call):
         if not isinstance(node.func, (ast.Name, ast.Attribute)) or _dotted(node.func) not in names \
                 or not callable(names[_dotted(node.func)]) or isinstance(names[_dotted(node.func)], nn.Module):
-            raise ValueError(f"call {_fragment(text, node)!r} is not allowed in a criterion string; callable "
+            raise ValueError(f"call {source_fragment(text, node)!r} is not allowed in a criterion string; callable "
                              f"names: {sorted(k for k, v in names.items() if isinstance(v, type))}")
         args = [_evaluate(a, text, names) for a in node.args]
         kwargs = {}
         for kw in node.keywords:
             if kw.arg is None:
-                raise ValueError(f"keyword unpacking is not allowed: {_fragment(text, kw.value)}")
+                raise ValueError(f"keyword unpacking is not allowed: {source_fragment(text, kw.value)}")
             kwargs[kw.arg] = _evaluate(kw.value, text, names)
         return names[_dotted(node.func)](*args, **kwargs)
-    raise ValueError(f"unsupported expression {_fragment(text, node)!r} in criterion {text!r}")
+    raise ValueError(f"unsupported expression {source_fragment(text, node)!r} in criterion {text!r}")
 
 
 def _dotted(node: ast.AST) -> Optional[str]:
@@ -389,7 +389,7 @@ def evaluate_criterion(text: str, names: Mapping[str, Any]):
         if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(getattr(node, "ctx", None), ast.Load):
             raise ValueError(f"unsupported syntax in criterion {text!r}")
         if isinstance(node, ast.Call) and _dotted(node.func) not in namespace:
-            raise ValueError(f"call {_fragment(text, node)!r} is not allowed in a criterion string; allowed "
+            raise ValueError(f"call {source_fragment(text, node)!r} is not allowed in a criterion string; allowed "
                              f"classes: {sorted(k for k, v in namespace.items() if isinstance(v, type))}")
     try:
         return _evaluate(tree.body, text, namespace)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from dust3r.datasets.registry import READER_CLASSES, reader_class
 from dust3r.datasets.utils import transforms
-from dust3r.utils.checkpoint.constructor import _fragment, _literal
+from dust3r.utils.checkpoint.constructor import literal_value, source_fragment
 
 __all__ = ["DatasetCall", "Resized", "Multiplied", "Concatenated", "TransformRef", "describe_dataset",
            "parse_dataset", "build_dataset", "register_namespace", "flat_calls", "TRANSFORM_NAMES"]
@@ -84,7 +84,7 @@ class _Reader:
         self.allowed = allowed
 
     def fail(self, what: str, node: ast.AST) -> ValueError:
-        return ValueError(f"dataset string: {what} {_fragment(self.text, node)!r} is not allowed; expected "
+        return ValueError(f"dataset string: {what} {source_fragment(self.text, node)!r} is not allowed; expected "
                           "calls like Name(key=literal) combined with N @ ds, k * ds and ds + ds")
 
     def node(self, node: ast.AST) -> Node:
@@ -132,7 +132,7 @@ class _Reader:
         if isinstance(node, ast.Name) and node.id in TRANSFORM_NAMES:
             return TransformRef(node.id)
         try:
-            return _literal(node, self.text, f"{where} of the dataset string")
+            return literal_value(node, self.text, f"{where} of the dataset string")
         except RecursionError:
             raise ValueError(f"dataset string: {where} is too deeply nested") from None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from typing import Any, Dict, Optional, Tuple
 
-from dust3r.utils.checkpoint.constructor import _literal, parse_constructor
+from dust3r.utils.checkpoint.constructor import literal_value, parse_constructor
 
 __all__ = ["DATASET_CLASSES", "parse_dataset_string", "build_dataset"]
 
@@ -55,7 +55,7 @@ def parse_dataset_string(text: str) -> Tuple[str, tuple, Dict[str, Any]]:
     for node in call.args:
         if isinstance(node, ast.Starred):
             raise ValueError(f"argument unpacking is not allowed in a dataset string: {text!r}")
-        args.append(_literal(node, text, f"positional argument {len(args) + 1} of {name}"))
+        args.append(literal_value(node, text, f"positional argument {len(args) + 1} of {name}"))
     # the keywords go through the checkpoint constructor-string parser (same literal rules and messages)
     keywords_only = ast.unparse(ast.Call(func=call.func, args=[], keywords=call.keywords))
     kwargs = parse_constructor(keywords_only, DATASET_CLASSES)[1]

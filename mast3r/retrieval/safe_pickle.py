@@ -2,96 +2,19 @@
 
 The original stores asmk's ``Codebook.state_dict()`` (``{'type': 'Codebook', 'params': {'size': K}, 'state':
 {'centroids': ndarray (K, D)}}``) with :mod:`pickle` and reads it back with ``pickle.load``, which calls whatever
-function the file names (``os.system``, ...). :func:`safe_load_pickle` unpickles with an allow-list: numpy arrays,
-dtypes and scalars, and Python's plain containers and literals. Any other reference is refused before it is
-resolved, so nothing from the file is executed.
+function the file names (``os.system``, ...). Here it goes through the allow-list unpickler of
+:mod:`dust3r.utils.safe_pickle`: nothing from the file is executed.
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
-from typing import Any
 
 import numpy as np
 
-from dust3r.utils.checkpoint import CheckpointError, CheckpointNotFoundError, UnsafeCheckpointError
+from dust3r.utils.checkpoint import CheckpointError, CheckpointNotFoundError
+from dust3r.utils.safe_pickle import ALLOWED_GLOBALS, safe_load_pickle, safe_loads
 
 __all__ = ["ALLOWED_GLOBALS", "safe_load_pickle", "safe_loads", "load_codebook_state"]
-
-#: the only (module, name) references a codebook pickle may make: how numpy pickles arrays, dtypes and scalars
-ALLOWED_GLOBALS = frozenset({
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),  # protocol-5 arrays
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # bytes in protocol-2 pickles
-})
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only :data:`ALLOWED_GLOBALS`; every other global (and any persistent id) is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in ALLOWED_GLOBALS:
-            raise UnsafeCheckpointError(f"the pickle references {module}.{name}, which is not an array or a plain "
-                                        "container")
-        return super().find_class(module, name)
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafeCheckpointError("the pickle uses persistent ids (external objects)")
-
-
-def _check_plain(obj: Any, where: str = "") -> None:
-    """Refuse object arrays (their items bypass the dtype checks) anywhere in the loaded structure."""
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise UnsafeCheckpointError(f"{where or 'value'} is an array of Python objects")
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            _check_plain(value, f"{where}[{key!r}]")
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for i, value in enumerate(obj):
-            _check_plain(value, f"{where}[{i}]")
-
-
-def safe_loads(data: bytes, what: str = "pickle") -> Any:
-    """Unpickle bytes with the allow-list (see the module docstring).
-
-    Raises:
-        UnsafeCheckpointError: the data references code or another class (nothing was executed).
-        CheckpointError: truncated or corrupt data.
-    """
-    try:
-        obj = _RestrictedUnpickler(io.BytesIO(data)).load()
-    except UnsafeCheckpointError as exc:
-        raise UnsafeCheckpointError(f"refused to load {what}: {exc}; only numpy arrays and plain containers are "
-                                    "allowed and nothing from the file was executed. Only use files from sources "
-                                    "you trust") from None
-    except Exception as exc:  # pickle raises UnpicklingError, EOFError, ValueError, TypeError, ...
-        raise CheckpointError(f"cannot load {what}: corrupt or not a pickle ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from None
-    try:
-        _check_plain(obj)
-    except UnsafeCheckpointError as exc:
-        raise UnsafeCheckpointError(f"refused to load {what}: {exc}") from None
-    return obj
-
-
-def safe_load_pickle(path: str | os.PathLike) -> Any:
-    """:func:`safe_loads` of a file.
-
-    Raises:
-        CheckpointNotFoundError: no such file.
-        UnsafeCheckpointError / CheckpointError: see :func:`safe_loads`.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointNotFoundError(f"pickle file not found: '{path}' does not exist or is not a file")
-    with open(path, "rb") as f:
-        data = f.read()
-    return safe_loads(data, f"'{path}'")
 
 
 def load_codebook_state(path: str | os.PathLike) -> dict:

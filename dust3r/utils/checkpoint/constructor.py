@@ -2,6 +2,8 @@
 
 ``"AsymmetricMASt3R(pos_embed='RoPE100', img_size=(512, 512), depth_mode=('exp', -inf, inf))"`` parses to
 ``('AsymmetricMASt3R', {...})`` when the class name is allow-listed and every argument is a literal.
+:func:`literal_value` and :func:`source_fragment` are the building blocks the other string parsers (datasets,
+visual-localization datasets) share.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ _MAX_CONSTRUCTOR_CHARS = 20_000
 _NAMED_FLOATS = {"inf": math.inf, "nan": math.nan}
 
 
-def _fragment(text: str, node: ast.AST) -> str:
+def source_fragment(text: str, node: ast.AST) -> str:
     seg = ast.get_source_segment(text, node)
     if seg is None:
         try:
@@ -24,13 +26,13 @@ def _fragment(text: str, node: ast.AST) -> str:
     return seg if len(seg) <= 200 else seg[:197] + "..."
 
 
-def _literal(node: ast.AST, text: str, where: str) -> Any:
+def literal_value(node: ast.AST, text: str, where: str) -> Any:
     """Value of a literal expression node; ValueError naming the fragment for anything else."""
     if isinstance(node, ast.Constant):
         value = node.value
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
-        raise ValueError(f"unsupported constant {_fragment(text, node)!s} in {where} "
+        raise ValueError(f"unsupported constant {source_fragment(text, node)!s} in {where} "
                          "(only str, int, float, bool and None literals are allowed)")
     if isinstance(node, ast.Name):
         if node.id in _NAMED_FLOATS:
@@ -38,33 +40,33 @@ def _literal(node: ast.AST, text: str, where: str) -> Any:
         raise ValueError(f"unsupported name {node.id!r} in {where}: only the names inf and nan are allowed "
                          "besides literals")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _literal(node.operand, text, where)
+        value = literal_value(node.operand, text, where)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"unsupported expression {_fragment(text, node)} in {where}: "
+            raise ValueError(f"unsupported expression {source_fragment(text, node)} in {where}: "
                              "unary +/- only applies to numbers, inf and nan")
         return -value if isinstance(node.op, ast.USub) else +value
     if isinstance(node, (ast.Tuple, ast.List)):
         items = []
         for elt in node.elts:
             if isinstance(elt, ast.Starred):
-                raise ValueError(f"unsupported starred expression {_fragment(text, elt)} in {where}")
-            items.append(_literal(elt, text, where))
+                raise ValueError(f"unsupported starred expression {source_fragment(text, elt)} in {where}")
+            items.append(literal_value(elt, text, where))
         return tuple(items) if isinstance(node, ast.Tuple) else items
     if isinstance(node, ast.Dict):
         out = {}
         for key_node, value_node in zip(node.keys, node.values):
             if key_node is None:
-                raise ValueError(f"unsupported dict unpacking **{_fragment(text, value_node)} in {where}")
-            key = _literal(key_node, text, where)
+                raise ValueError(f"unsupported dict unpacking **{source_fragment(text, value_node)} in {where}")
+            key = literal_value(key_node, text, where)
             if isinstance(key, list):
-                raise ValueError(f"unhashable dict key {_fragment(text, key_node)} in {where}")
-            out[key] = _literal(value_node, text, where)
+                raise ValueError(f"unhashable dict key {source_fragment(text, key_node)} in {where}")
+            out[key] = literal_value(value_node, text, where)
         return out
     kind = {ast.Call: "call", ast.Attribute: "attribute access", ast.Subscript: "subscript",
             ast.Lambda: "lambda", ast.JoinedStr: "f-string", ast.BinOp: "operator", ast.BoolOp: "operator",
             ast.Compare: "comparison", ast.Set: "set", ast.IfExp: "conditional expression",
             ast.NamedExpr: "assignment expression"}.get(type(node), "expression")
-    raise ValueError(f"unsupported {kind} {_fragment(text, node)} in {where}: only literals "
+    raise ValueError(f"unsupported {kind} {source_fragment(text, node)} in {where}: only literals "
                      "(str, int, float, bool, None, inf, nan, tuples, lists, dicts) are allowed")
 
 
@@ -98,24 +100,25 @@ def parse_constructor(text: str, allowed_classes: Iterable[str]) -> tuple[str, d
         raise ValueError("constructor string is too deeply nested") from None
     call = tree.body
     if not isinstance(call, ast.Call):
-        raise ValueError(f"constructor must be a call like ClassName(key=value, ...), got: {_fragment(text, call)}")
+        raise ValueError("constructor must be a call like ClassName(key=value, ...), got: "
+                         f"{source_fragment(text, call)}")
     if not isinstance(call.func, ast.Name):
         raise ValueError("constructor must call a bare class name, got the callee "
-                         f"{_fragment(text, call.func)} in {_fragment(text, call)}")
+                         f"{source_fragment(text, call.func)} in {source_fragment(text, call)}")
     name = call.func.id
     if name not in allowed:
         raise ValueError(f"class '{name}' is not allowed in a constructor string; expected one of {sorted(allowed)}")
     if call.args:
         raise ValueError(f"positional arguments are not allowed in a constructor string (use key=value): "
-                         f"{', '.join(_fragment(text, a) for a in call.args)} in {name}(...)")
+                         f"{', '.join(source_fragment(text, a) for a in call.args)} in {name}(...)")
     kwargs: dict[str, Any] = {}
     for kw in call.keywords:
         if kw.arg is None:
-            raise ValueError(f"keyword unpacking **{_fragment(text, kw.value)} is not allowed in {name}(...)")
+            raise ValueError(f"keyword unpacking **{source_fragment(text, kw.value)} is not allowed in {name}(...)")
         if kw.arg in kwargs:
             raise ValueError(f"keyword argument {kw.arg!r} repeated in {name}(...)")
         try:
-            kwargs[kw.arg] = _literal(kw.value, text, f"argument {kw.arg!r}")
+            kwargs[kw.arg] = literal_value(kw.value, text, f"argument {kw.arg!r}")
         except RecursionError:
             raise ValueError(f"argument {kw.arg!r} is too deeply nested") from None
     return name, kwargs
