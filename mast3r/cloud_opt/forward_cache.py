@@ -50,7 +50,8 @@ def image_fingerprint(view: Dict[str, Any]) -> str:
 def _sample_tensor(t: torch.Tensor, n: int = 4096) -> bytes:
     flat = t.detach().reshape(-1)
     if flat.numel() > n:
-        idx = torch.linspace(0, flat.numel() - 1, n, device=flat.device).long()
+        # integer arithmetic: float32 linspace rounds the last index past the end for sizes around 2^24
+        idx = torch.arange(n, device=flat.device, dtype=torch.int64) * (flat.numel() - 1) // (n - 1)
         flat = flat[idx]
     return _tensor_bytes(flat.float())
 
