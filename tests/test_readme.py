@@ -98,3 +98,36 @@ def test_readme_reconstruction_snippet_runs(tmp_path, monkeypatch):
     for name in ("scene.glb", "scene.ply", "cameras.json", "nerfstudio/transforms.json", "colmap.zip"):
         assert (out / name).is_file(), name
     assert len(namespace["depthmaps"]) == 4 and np.isfinite(np.asarray(namespace["depthmaps"][0])).all()
+
+
+def test_readme_training_quick_start_is_the_tested_command():
+    """The README's two-command training quick start is the command ``tests/test_train_cli.py`` runs under torchrun
+    (same data generator defaults, dataset strings, model, criteria and schedule; only --print_freq differs)."""
+    import shlex
+
+    from datasets_preprocess.make_synthetic_co3d import main as make_synthetic_co3d
+    from tests.mast3r.test_training import demo_argv
+
+    section = (ROOT / "README.md").read_text().split("## Training", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    make_data, train = [line for line in block.splitlines() if line.strip()]
+    assert shlex.split(make_data) == ["python3", "datasets_preprocess/make_synthetic_co3d.py", "--output_dir",
+                                      "data/synthetic_co3d"]
+    defaults = make_synthetic_co3d.__defaults__  # the test fixture's arguments are the generator's defaults
+    assert defaults[:4] == (2, 12, (128, 96), 0)
+    words = shlex.split(train)
+    assert words[:4] == ["OMP_NUM_THREADS=1", "torchrun", "--nproc_per_node=2", "train.py"]
+
+    def as_dict(argv):
+        out, key = {}, None
+        for word in argv:
+            if word.startswith("--"):
+                key = word
+                out[key] = None
+            else:
+                out[key] = word
+        return out
+
+    readme = as_dict(words[4:])
+    tested = as_dict(demo_argv("data/synthetic_co3d", "checkpoints/mast3r_synthetic", print_freq=5))
+    assert readme == tested
