@@ -39,6 +39,7 @@ import numpy as np
 
 from datasets_preprocess._common import process_samples, report
 from datasets_preprocess.preprocess_arkitscenes import SceneFrames, write_all_metadata, write_scene_metadata
+from dust3r.export.colmap import read_cameras_txt, read_images_txt
 
 logger = logging.getLogger(__name__)
 
@@ -59,31 +60,16 @@ class ColmapImage:
 
 def load_colmap_images(sfm_dir: str, cam_type: str) -> Dict[str, ColmapImage]:
     """``{image name (without 'iphone/' / 'video/' prefix): ColmapImage}`` of ``cameras.txt`` + ``images.txt``."""
-    from scipy.spatial.transform import Rotation
-
-    cameras = {}
-    with open(osp.join(sfm_dir, "cameras.txt")) as f:
-        for line in f:
-            if line.strip() and not line.startswith("#"):
-                tokens = line.split()
-                cameras[int(tokens[0])] = [tokens[1]] + [float(t) for t in tokens[2:]]
-    with open(osp.join(sfm_dir, "images.txt")) as f:
-        lines = [line.rstrip("\n") for line in f if not line.startswith("#")]
+    cameras = read_cameras_txt(osp.join(sfm_dir, "cameras.txt"))
     images = {}
-    for header in lines[0::2]:
-        tokens = header.split()
-        if not tokens:
-            continue
-        name = tokens[-1]
+    for image in read_images_txt(osp.join(sfm_dir, "images.txt")).values():
+        name = image.name
         for prefix in ("iphone/", "video/"):
             name = name[len(prefix):] if name.startswith(prefix) else name
         if not _FRAME_ID[cam_type].match(name):
             raise ValueError(f"{sfm_dir}: unexpected {cam_type} image name {name!r}")
-        qw, qx, qy, qz, tx, ty, tz = (float(t) for t in tokens[1:8])
-        world2cam = np.eye(4)
-        world2cam[:3, :3] = Rotation.from_quat([qx, qy, qz, qw]).as_matrix()
-        world2cam[:3, 3] = (tx, ty, tz)
-        images[name] = ColmapImage(cameras[int(tokens[8])], name, np.linalg.inv(world2cam))
+        cam = cameras[image.camera_id]
+        images[name] = ColmapImage([cam.model, cam.width, cam.height, *cam.params], name, image.cam2world())
     return images
 
 

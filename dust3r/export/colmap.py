@@ -417,7 +417,8 @@ def _data_lines(path: str) -> List[str]:
         return [ln.rstrip("\n") for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-def _read_cameras_txt(path: str) -> Dict[int, ColmapCamera]:
+def read_cameras_txt(path: str) -> Dict[int, ColmapCamera]:
+    """A COLMAP ``cameras.txt``: ``{camera id: ColmapCamera}``."""
     cams = {}
     for ln in _data_lines(path):
         tok = ln.split()
@@ -428,7 +429,8 @@ def _read_cameras_txt(path: str) -> Dict[int, ColmapCamera]:
     return cams
 
 
-def _read_images_txt(path: str) -> Dict[int, ColmapImage]:
+def read_images_txt(path: str) -> Dict[int, ColmapImage]:
+    """A COLMAP ``images.txt``: ``{image id: ColmapImage}`` (pose, camera id, name, 2D points)."""
     with open(path, "r", encoding="utf-8") as f:
         lines = [ln.rstrip("\n") for ln in f if not ln.startswith("#")]
     images = {}
@@ -507,5 +509,5 @@ def read_colmap_model(path: Any, ext: Optional[str] = None
     if ext == ".bin":
         return (_read_cameras_bin(files["cameras"]), _read_images_bin(files["images"]),
                 _read_points_bin(files["points3D"]))
-    return (_read_cameras_txt(files["cameras"]), _read_images_txt(files["images"]),
+    return (read_cameras_txt(files["cameras"]), read_images_txt(files["images"]),
             _read_points_txt(files["points3D"]))

@@ -20,10 +20,6 @@ from mast3r.datasets.base.mast3r_base_stereo_view_dataset import MASt3RBaseStere
 __all__ = ["MASt3RBaseStereoViewDataset", "get_data_loader", "parse_dataset", "reader_class", *READER_CLASSES]
 
 
-def _mast3r_class(name: str) -> type:
-    return _combine(_dust3r_reader_class(name))
-
-
 @functools.lru_cache(maxsize=None)
 def _combine(base: type) -> type:
     """``class Name(base, MASt3RBaseStereoViewDataset)``, once per reader class (aliases share it)."""
@@ -41,7 +37,7 @@ def _combine(base: type) -> type:
 def reader_class(name: str) -> type:
     """The MASt3R class for reader ``name`` (e.g. 'Co3d'); AttributeError for an unknown name, the reader
     module's ImportError when it is missing or broken."""
-    return _mast3r_class(name)
+    return _combine(_dust3r_reader_class(name))
 
 
 register_namespace("mast3r", reader_class)
@@ -49,7 +45,7 @@ register_namespace("mast3r", reader_class)
 
 def __getattr__(name: str) -> Any:
     if name in READER_CLASSES:
-        return _mast3r_class(name)
+        return reader_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
