@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dust3r.inputs import InputError, check_scene_graph
 from mast3r.image_pairs import make_pairs
+from mast3r.utils.misc import mkdir_for
 
 logger = logging.getLogger("make_pairs")
 
@@ -60,9 +61,7 @@ def get_image_list(images_path: str) -> List[str]:
 
 def write_pairs(path: str, pairs: Sequence[tuple]) -> None:
     """``query, map, score`` lines under the kapture header (the folder is created)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with open(mkdir_for(path), "w", encoding="utf-8") as f:
         f.write(PAIRS_HEADER)
         f.writelines(f"{a}, {b}, {score}\n" for a, b, score in pairs)
 

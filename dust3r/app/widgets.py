@@ -8,6 +8,7 @@ import math
 from typing import Any, Callable, List, Optional, Tuple
 
 from dust3r.reconstruction import UserInputError
+from dust3r.scene_graph import DEFAULT_KEY_IMAGES, DEFAULT_NEIGHBOURS
 
 from ._gradio import gradio  # noqa: F401  (public through dust3r.app)
 from .render import DisplayOptions
@@ -73,12 +74,12 @@ def max_window_size(n_images: int, kind: str, win_cyclic: bool) -> int:
 
 def retrieval_sliders(gr: Any, n_images: int):
     """(key images, neighbours) sliders of the ``retrieval`` graph for ``n_images`` uploads (the original's
-    defaults: min(20, n) key images, min(n - 1, 10) neighbours)."""
+    defaults: min(20, n) key images, min(n - 1, 10) neighbours, as the ``retrieval`` scene graph's)."""
     n = max(int(n_images), 2)
-    return (gr.Slider(label="Retrieval: Num. key images", value=min(20, n), minimum=0, maximum=n, step=1,
-                      visible=True),
-            gr.Slider(label="Retrieval: Num neighbors", value=min(n - 1, 10), minimum=1, maximum=max(n - 1, 2),
-                      step=1, visible=True))
+    return (gr.Slider(label="Retrieval: Num. key images", value=min(DEFAULT_KEY_IMAGES, n), minimum=0, maximum=n,
+                      step=1, visible=True),
+            gr.Slider(label="Retrieval: Num neighbors", value=min(n - 1, DEFAULT_NEIGHBOURS), minimum=1,
+                      maximum=max(n - 1, 2), step=1, visible=True))
 
 
 def graph_sliders(gr: Any, n_images: int, top: int, windowed: bool, oneref: bool):

@@ -29,6 +29,7 @@ import torch
 
 from dust3r.utils.checkpoint import CheckpointError
 
+from ..utils.misc import mkdir_for
 from .model import RetrievalModel, default_device, extract_local_features, load_retrieval_checkpoint
 from .safe_pickle import load_codebook_state
 
@@ -143,6 +144,9 @@ class Retriever:
         device = torch.device(device) if device is not None else default_device()
         cb_path = codebook_path(modelname)
         codebook_state = load_codebook_state(cb_path)  # before anything heavy: a bad file fails fast
+        if codebook_state["params"].get("size") != args["nclusters"]:
+            raise CheckpointError(f"codebook '{cb_path}' has {codebook_state['params'].get('size')} clusters, the "
+                                  f"checkpoint expects {args['nclusters']}")
         if backbone is None:
             from mast3r.model import AsymmetricMASt3R
 
@@ -162,9 +166,6 @@ class Retriever:
         params = {**ASMK_PARAMS, "train_codebook": {"codebook": {"size": args["nclusters"]}}}
         use_gpu = device.type == "cuda" and hasattr(__import__("faiss"), "StandardGpuResources")
         params["index"] = {"gpu_id": (device.index or 0) if use_gpu else None}
-        if codebook_state["params"].get("size") != args["nclusters"]:
-            raise CheckpointError(f"codebook '{cb_path}' has {codebook_state['params'].get('size')} clusters, the "
-                                  f"checkpoint expects {args['nclusters']}")
         codebook = codebook_mod.Codebook.initialize_from_state(
             codebook_state, index_factory=index_mod.initialize_index(**params["index"]))
         self.asmk = asmk_method.ASMKMethod(params, {}, codebook=codebook)
@@ -185,10 +186,7 @@ class Retriever:
         scores = np.empty_like(ranked_scores)
         scores[np.arange(ranked_scores.shape[0])[:, None], ranks] = ranked_scores  # undo the ranking
         if outfile is not None:
-            folder = os.path.dirname(os.fspath(outfile))
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            np.save(outfile, scores)
+            np.save(mkdir_for(outfile), scores)
             logger.info("score matrix saved in %s", outfile)
         return scores
 

@@ -140,6 +140,21 @@ class TestSafeLoading:
         with pytest.raises(CheckpointError, match="codebook .*missing.pkl' not found"):
             load_codebook_state(tmp_path / "missing.pkl")
 
+    def test_codebook_of_another_size_is_refused_before_the_backbone_loads(self, retrieval_files, monkeypatch):
+        ckpt, codebook = retrieval_files
+        state = load_codebook_state(codebook)
+        k = state["state"]["centroids"].shape[0] // 2
+        codebook.write_bytes(pickle.dumps({"type": "Codebook", "params": {"size": k},
+                                           "state": {"centroids": state["state"]["centroids"][:k]}}))
+
+        def no_backbone(*args, **kwargs):
+            raise AssertionError("the backbone was loaded before the codebook was checked")
+
+        from mast3r.model import AsymmetricMASt3R
+        monkeypatch.setattr(AsymmetricMASt3R, "from_pretrained", no_backbone)
+        with pytest.raises(CheckpointError, match=f"has {k} clusters, the checkpoint expects {2 * k}"):
+            Retriever(str(ckpt), device="cpu")
+
     def test_code_carrying_checkpoint_is_refused_and_not_run(self, retrieval_files, tmp_path):
         ckpt, _ = retrieval_files
         marker = tmp_path / "pwned"
