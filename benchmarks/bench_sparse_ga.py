@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from typing import List, Sequence
 
@@ -85,6 +84,8 @@ def print_pair_counts(sizes: Sequence[int], graphs: Sequence[str] = PAIR_COUNT_G
 def main(sizes: Sequence[int], graphs: Sequence[str] = ("swin-3", "complete"), max_complete: int = 32,
          niter1: int = 300, niter2: int = 300, height: int = 48, width: int = 64, oracle: str = "covisible",
          threads: int = 1) -> List[dict]:
+    from _subprocess import run_measurement  # benchmarks/ is on sys.path when run as a script
+
     print("pairs per scene graph (each pair is run in both directions by the alignment)\n")
     print_pair_counts(sizes)
     rows = []
@@ -95,12 +96,9 @@ def main(sizes: Sequence[int], graphs: Sequence[str] = ("swin-3", "complete"), m
             cmd = [sys.executable, __file__, "--one", str(n), "--graphs", graph, "--niter1", str(niter1),
                    "--niter2", str(niter2), "--height", str(height), "--width", str(width), "--oracle", oracle,
                    "--threads", str(threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(f"N={n} {graph}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-                continue
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            row = run_measurement(cmd, f"N={n} {graph}")
+            if row is not None:
+                rows.append(row)
     print(f"{width}x{height} images, oracle={oracle}, {threads} thread(s)\n")
     print("| N | graph | pairs | iters | time (s) | peak RSS (MB) | rot err med / max (deg) | "
           "trans dir err med / max (deg) | focal err med / max (%) | centre err max (% extent) |")

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dust3r.export.colmap import rotmat_to_qvec
 from dust3r.utils.pose_metrics import rotation_angle_deg
 
 __all__ = ["THRESHOLDS", "ORIGINAL_THRESHOLDS", "get_pose_error", "aggregate_stats", "accuracy_at_thresholds",
@@ -71,11 +72,8 @@ def summary_table(pose_errors: Sequence[float], angular_errors: Sequence[float],
 
 def pose_to_submission_line(name: str, cam2world: np.ndarray) -> str:
     """``name qw qx qy qz tx ty tz`` of a cam2world pose (world-to-camera quaternion and translation)."""
-    from scipy.spatial.transform import Rotation
-
     world2cam = np.linalg.inv(np.asarray(cam2world, dtype=np.float64))
-    x, y, z, w = Rotation.from_matrix(world2cam[:3, :3]).as_quat()
-    q = np.array([w, x, y, z]) * (1.0 if w >= 0 else -1.0)
+    q = rotmat_to_qvec(world2cam[:3, :3])
     return " ".join([name, *(repr(float(v)) for v in q), *(repr(float(v)) for v in world2cam[:3, 3])])
 
 

@@ -31,7 +31,7 @@ from dust3r.inference import inference, loss_of_one_batch
 from dust3r.utils.device import collate_with_cat
 from dust3r.utils.geometry import colmap_to_opencv_intrinsics, geotrf, opencv_to_colmap_intrinsics
 from dust3r.utils.image import ImgNorm
-from dust3r_visloc.datasets.utils import get_HW_resolution, rescale_points3d
+from dust3r_visloc.datasets.utils import get_HW_resolution, model_maxdim, rescale_points3d
 from dust3r_visloc.localization import run_pnp
 from mast3r.fast_nn import fast_reciprocal_NNs
 from mast3r.utils.coarse_to_fine import crop_slice, select_pairs_of_crops
@@ -103,12 +103,6 @@ class QueryResult:
     @property
     def success(self) -> bool:
         return self.cam2world is not None
-
-
-def model_maxdim(model) -> int:
-    """Long side of the model's input (``patch_embed.img_size``; 512 for a model without it)."""
-    img_size = getattr(getattr(model, "patch_embed", None), "img_size", (512, 512))
-    return int(max(img_size)) if isinstance(img_size, (tuple, list)) else int(img_size)
 
 
 def _warp_pixels(T: np.ndarray, xy: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .base_dataset import BaseVislocDataset, attach_points, base_view, load_rgb
 from .base_kapture import KaptureRecords, camera_to_opencv
-from .utils import get_ordered_pairs_from_file, require
+from .utils import cam2world_from_qwxyz_t, get_ordered_pairs_from_file, require
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,8 @@ def K_from_colmap(elems: Sequence[str]) -> Dict[str, Any]:
 
 def pose_from_qwxyz_txyz(elems: Sequence[str]) -> np.ndarray:
     """cam2world (4, 4) of an ``images.txt`` pose ``QW QX QY QZ TX TY TZ`` (world-to-camera)."""
-    from scipy.spatial.transform import Rotation
-
-    qw, qx, qy, qz, tx, ty, tz = (float(v) for v in elems)
-    pose = np.eye(4)
-    pose[:3, :3] = Rotation.from_quat((qx, qy, qz, qw)).as_matrix()
-    pose[:3, 3] = (tx, ty, tz)
-    return np.linalg.inv(pose)
+    values = [float(v) for v in elems]
+    return cam2world_from_qwxyz_t(values[:4], values[4:7])
 
 
 class BaseVislocColmapDataset(BaseVislocDataset):

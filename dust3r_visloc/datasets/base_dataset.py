@@ -23,7 +23,7 @@ import torch
 
 from dust3r.utils.image import ImgNorm
 
-from .utils import get_resize_function, rescale_points3d
+from .utils import get_resize_function, model_maxdim, rescale_points3d
 
 __all__ = ["BaseVislocDataset", "load_rgb", "base_view", "attach_points"]
 
@@ -90,10 +90,8 @@ class BaseVislocDataset:
     def set_resolution(self, model: Any) -> None:
         """Read the network input size from ``model.patch_embed`` (``img_size``, ``patch_size``); a model without
         ``img_size`` (e.g. the synthetic oracle) gets the trained 512."""
-        embed = getattr(model, "patch_embed", None)
-        img_size = getattr(embed, "img_size", (512, 512))
-        self.maxdim = int(max(img_size)) if isinstance(img_size, (tuple, list)) else int(img_size)
-        self.patch_size = getattr(embed, "patch_size", 16)
+        self.maxdim = model_maxdim(model)
+        self.patch_size = getattr(getattr(model, "patch_embed", None), "patch_size", 16)
 
     def _check_resolution(self) -> None:
         if self.maxdim is None or self.patch_size is None:

@@ -28,6 +28,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import PIL.Image
 
+from dust3r.export.colmap import rotmat_to_qvec
+
 __all__ = ["LAYOUTS", "SyntheticVislocData", "write_synthetic_dataset", "split_views", "write_colmap_text_model"]
 
 LAYOUTS = ("cambridge", "aachen", "sevenscenes", "inloc")
@@ -55,13 +57,6 @@ def split_views(n_views: int, n_queries: Optional[int] = None) -> tuple:
     odd = list(range(1, n_views, 2))
     queries = odd if n_queries is None else odd[:n_queries]
     return queries, [i for i in range(n_views) if i not in queries]
-
-
-def _quat_wxyz(R: np.ndarray) -> List[float]:
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(R).as_quat()
-    return [float(w), float(x), float(y), float(z)]
 
 
 def _num(values) -> List[str]:
@@ -100,7 +95,7 @@ def write_colmap_text_model(folder: str, scene, indices: Sequence[int], names: S
         cams.append(" ".join([str(image_id), "PINHOLE", str(scene.width), str(scene.height),
                               *_num([K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5])]))
         w2c = np.linalg.inv(scene.cam2world[i])
-        q, t = _quat_wxyz(w2c[:3, :3]), w2c[:3, 3]
+        q, t = rotmat_to_qvec(w2c[:3, :3]), w2c[:3, 3]
         imgs.append(" ".join([str(image_id), *_num(q), *_num(t), str(image_id), name]))
         pts2d, pts3d = _map_observations(scene, i, stride)
         obs = []
@@ -130,7 +125,7 @@ def _write_kapture(folder: str, scene, indices: Sequence[int], names: Sequence[s
         records[ts, sensor_id] = name
         if with_poses:
             w2c = np.linalg.inv(scene.cam2world[i])
-            traj[ts, sensor_id] = kapture.PoseTransform(r=_quat_wxyz(w2c[:3, :3]), t=w2c[:3, 3].tolist())
+            traj[ts, sensor_id] = kapture.PoseTransform(r=rotmat_to_qvec(w2c[:3, :3]).tolist(), t=w2c[:3, 3].tolist())
         root = image_root if image_root is not None else os.path.join(folder, "sensors", "records_data")
         _save_png(os.path.join(root, name), scene.images[i])
     kapture_to_dir(folder, kapture.Kapture(sensors=sensors, records_camera=records,

@@ -8,23 +8,31 @@ pixel coordinates in the COLMAP convention (image spans ``[0, W]``), so a point 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dust3r.export.colmap import qvec_to_rotmat
 from dust3r.utils.geometry import geotrf
 
 __all__ = ["ratios_resolutions", "get_HW_resolution", "get_resize_function", "rescale_points3d",
-           "cam_to_world_from_kapture", "get_ordered_pairs_from_file", "sparse_pointmap", "pairsfile_path",
-           "require"]
+           "cam_to_world_from_kapture", "cam2world_from_qwxyz_t", "get_ordered_pairs_from_file", "sparse_pointmap",
+           "pairsfile_path", "require", "model_maxdim"]
 
 #: network input sizes (W, H) by aspect ratio, for the two trained maximum dimensions
 ratios_resolutions = {
     224: {1.0: [224, 224]},
     512: {4 / 3: [512, 384], 32 / 21: [512, 336], 16 / 9: [512, 288], 2 / 1: [512, 256], 16 / 5: [512, 160]},
 }
+
+
+def model_maxdim(model: Any) -> int:
+    """Long side of the model's input (``patch_embed.img_size``; the trained 512 for a model without it, e.g. the
+    synthetic oracle)."""
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", (512, 512))
+    return int(max(img_size)) if isinstance(img_size, (tuple, list)) else int(img_size)
 
 
 def _resolutions(maxdim: int, patchsize: int) -> Dict[float, List[int]]:
@@ -121,16 +129,19 @@ def sparse_pointmap(pts2d: np.ndarray, pts3d: np.ndarray, H: int, W: int) -> np.
     return rescale_points3d(pts2d, pts3d, np.eye(3), H, W)[2]
 
 
+def cam2world_from_qwxyz_t(q_wxyz, t) -> np.ndarray:
+    """(4, 4) float64 cam2world of a world-to-camera pose given as a quaternion ``(w, x, y, z)`` (normalised here)
+    and a translation (the COLMAP / kapture / submission-file layout)."""
+    world2cam = np.eye(4)
+    world2cam[:3, :3] = qvec_to_rotmat(np.asarray(q_wxyz, dtype=np.float64).reshape(4))
+    world2cam[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
+    return np.linalg.inv(world2cam)
+
+
 def cam_to_world_from_kapture(kdata, timestamp, camera_id) -> np.ndarray:
     """(4, 4) float64 cam2world of a kapture record (kapture stores world-to-camera)."""
-    from scipy.spatial.transform import Rotation
-
     world_to_cam = kdata.trajectories[timestamp, camera_id]
-    qw, qx, qy, qz = (float(v) for v in world_to_cam.r_raw)
-    Rt = np.eye(4)
-    Rt[:3, :3] = Rotation.from_quat([qx, qy, qz, qw]).as_matrix()
-    Rt[:3, 3] = np.asarray(world_to_cam.t_raw, dtype=np.float64).reshape(3)
-    return np.linalg.inv(Rt)
+    return cam2world_from_qwxyz_t(world_to_cam.r_raw, world_to_cam.t_raw)
 
 
 def get_ordered_pairs_from_file(pairsfile_path: str, topk_override: Optional[int] = None

@@ -24,6 +24,14 @@ __all__ = ["convert_im_matches_pairs", "get_im_matches", "get_im_matches_from_ca
 _MODEL_IDS = {"SIMPLE_PINHOLE": 0, "PINHOLE": 1, "SIMPLE_RADIAL": 2, "OPENCV": 4}
 
 
+def _camera_params(model: str, K: np.ndarray) -> List[float]:
+    """COLMAP parameters of ``model`` read from a (3, 3) pinhole ``K`` as is (both database writers' table)."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    f = 0.5 * (fx + fy)
+    return {"SIMPLE_PINHOLE": [f, cx, cy], "PINHOLE": [fx, fy, cx, cy], "SIMPLE_RADIAL": [f, cx, cy, 0.0],
+            "OPENCV": [fx, fy, cx, cy, 0.0, 0.0, 0.0, 0.0]}[model]
+
+
 def _hw(view: Dict[str, Any], key: str = "true_shape") -> Tuple[int, int]:
     return tuple(int(v) for v in np.asarray(view[key]).reshape(-1)[:2])
 
@@ -136,9 +144,7 @@ def export_images(db, images, image_paths, focals, ga_world_to_cam, camera_model
             fx, fy = fx * A[0, 0], fy * A[1, 1]
             cx, cy = (K[0, 2] * A[0, 0], K[1, 2] * A[1, 1]) if K is not None else (W / 2.0, H / 2.0)
             prior = True
-        f = (fx + fy) / 2.0
-        params = {"SIMPLE_PINHOLE": [f, cx, cy], "PINHOLE": [fx, fy, cx, cy], "SIMPLE_RADIAL": [f, cx, cy, 0.0],
-                  "OPENCV": [fx, fy, cx, cy, 0, 0, 0, 0]}[camera_model]
+        params = _camera_params(camera_model, np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]))
         camid = db.add_camera(_MODEL_IDS[camera_model], int(W), int(H), np.asarray(params, np.float64),
                               prior_focal_length=prior)
         if ga_world_to_cam is None:

@@ -30,9 +30,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dust3r.export.colmap import COLMAP_PIXEL_OFFSET
 from dust3r.utils.views import GEOMETRY_KEYS
 
-from .compat import (convert_im_matches_pairs, export_images, export_matches, get_im_matches,
+from .compat import (_camera_params, convert_im_matches_pairs, export_images, export_matches, get_im_matches,
                      get_im_matches_from_cache)
 from .match_cache import MatchCache, PairMatches, unique_pairs
 
@@ -44,7 +45,6 @@ __all__ = ["CAMERA_MODELS", "DatabaseIndex", "write_colmap_database", "verify_da
 
 #: camera models this writer supports: name -> params from (fx, fy, cx, cy)
 CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "OPENCV")
-_COLMAP_OFFSET = 0.5
 
 
 def require_pycolmap():
@@ -93,7 +93,7 @@ def network_to_colmap_pixels(xy: np.ndarray, view: Mapping[str, Any]) -> np.ndar
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if _has_geometry(view):
         xy = pixels_to_original(xy, view)
-    return (xy + _COLMAP_OFFSET).astype(np.float32)
+    return (xy + COLMAP_PIXEL_OFFSET).astype(np.float32)
 
 
 def network_to_colmap_intrinsics(K: np.ndarray, view: Mapping[str, Any]) -> np.ndarray:
@@ -114,13 +114,6 @@ def colmap_to_network_intrinsics(K: np.ndarray, view: Mapping[str, Any]) -> np.n
 
     K = colmap_to_opencv_intrinsics(np.asarray(K, dtype=np.float64))
     return intrinsics_from_original(K, view) if _has_geometry(view) else K
-
-
-def _camera_params(model: str, K: np.ndarray) -> List[float]:
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    f = 0.5 * (fx + fy)
-    return {"SIMPLE_PINHOLE": [f, cx, cy], "PINHOLE": [fx, fy, cx, cy], "SIMPLE_RADIAL": [f, cx, cy, 0.0],
-            "OPENCV": [fx, fy, cx, cy, 0.0, 0.0, 0.0, 0.0]}[model]
 
 
 # --------------------------------------------------------------------------------------------- result
